@@ -1,0 +1,4 @@
+#![no_std]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;

@@ -1,0 +1,49 @@
+//! `cargo xtask …`: the project's chores in plain Rust (the rust-analyzer convention).
+//!
+//! Subcommands:
+//! - `oracle`: fetch kmod 34.2 (Debian trixie's build) and its libraries into
+//!   `target/oracle/`, and write `target/oracle/depmod-34.2`, a wrapper that runs it
+//!   with its own dynamic loader. The differential tests use it as the reference.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+mod oracle;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("oracle") => oracle::run(&root()),
+        _ => {
+            eprintln!("usage: cargo xtask <oracle>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of `xtask/`).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Runs a command, failing with its name when it cannot start or exits non-zero.
+pub fn run(cmd: &mut Command) -> Result<(), String> {
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed: {status}"))
+    }
+}
