@@ -1,4 +1,48 @@
+//! depmod's core: module bytes in, index bytes out.
+//!
+//! This crate is a byte-identical reimplementation of kmod 34.2's `depmod`. The
+//! library is `no_std` + `alloc` and does no I/O; the `depmod` binary (feature
+//! `std`, module [`host`]) walks the tree, reads files and writes the results.
+//!
+//! ```text
+//!  files on disk                                   (host: std, I/O, threads)
+//!    │  walk tree, apply depmod.d (config), read/mmap
+//!    ▼
+//!  module bytes ─► decompress ─► scan (elf) ─► ModuleData   (core, one per module)
+//!                                                   ▼
+//!                 modset: which file wins, hash order, modules.order
+//!                                                   ▼
+//!                 resolve: symbol table, dependencies, order, cycles
+//!                                                   ▼
+//!                 output (+ index, builtin): text files and .bin tries ─► bytes
+//!    ▲                                              │
+//!    └──────── atomic write (temp file + rename) ◄──┘   (host again)
+//! ```
+//!
+//! Diagnostics are values ([`diag::Diag`]) returned in kmod's order; the binary
+//! words them.
 #![no_std]
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
 extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
+
+pub mod alias;
+pub mod builtin;
+pub mod config;
+pub mod decompress;
+pub mod diag;
+pub mod elf;
+pub mod ere;
+pub mod hash;
+#[cfg(feature = "std")]
+pub mod host;
+pub mod index;
+pub mod modset;
+pub mod names;
+pub mod output;
+pub mod resolve;
+pub mod scan;
+pub mod symvers;

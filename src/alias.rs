@@ -1,0 +1,47 @@
+//! Alias normalisation for `modules.alias.bin` and `modules.builtin.alias.bin`
+//! (spec §7.4): dashes become underscores except inside `[...]` character classes,
+//! because libkmod normalises the name it looks up the same way.
+
+use alloc::vec::Vec;
+
+/// kmod's output limit (`PATH_MAX - 1`).
+const MAX: usize = 4095;
+
+/// The normalised alias, or `None` for an unmatched bracket (kmod warns and skips it).
+pub fn normalize(alias: &[u8]) -> Option<Vec<u8>> {
+    let alias = crate::elf::cstr(alias);
+    let mut out = Vec::with_capacity(alias.len().min(MAX));
+    let mut i = 0;
+    while i < MAX {
+        let Some(&c) = alias.get(i) else { break };
+        match c {
+            b'-' => out.push(b'_'),
+            b']' => return None,
+            b'[' => {
+                let close = alias[i..].iter().position(|&b| b == b']')?;
+                out.extend_from_slice(&alias[i..=i + close]);
+                i += close;
+            }
+            _ => out.push(c),
+        }
+        i += 1;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cases() {
+        assert_eq!(
+            normalize(b"usb:v1234p[0-9A-F]*d*").unwrap(),
+            b"usb:v1234p[0-9A-F]*d*"
+        );
+        assert_eq!(normalize(b"pci-x").unwrap(), b"pci_x");
+        assert_eq!(normalize(b"a-[b-c]-d").unwrap(), b"a_[b-c]_d");
+        assert!(normalize(b"bad]alias").is_none());
+        assert!(normalize(b"a[b").is_none());
+    }
+}

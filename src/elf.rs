@@ -1,0 +1,268 @@
+//! A read-only, endian- and class-generic view of an ELF file, on `scroll`.
+//!
+//! depmod needs very little of ELF: the section header table, sections found by
+//! name, symbol table entries and C strings. This view checks every offset against
+//! the file before reading it and never copies: everything it hands out borrows from
+//! the module bytes. Its acceptance rules are kmod's (spec §3.2), so a file kmod
+//! rejects is rejected here with the same error kind, and one kmod reads is read.
+
+use scroll::{Endian, Pread};
+
+/// Why a file is not a usable ELF image; the two kinds kmod reports differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElfError {
+    /// Not an ELF file at all (kmod: `ENOEXEC`, "Exec format error").
+    NotElf,
+    /// An ELF file whose headers are inconsistent or point outside the file (kmod:
+    /// `EINVAL`, "Invalid argument").
+    Malformed,
+}
+
+/// `e_machine` values that change how depmod reads symbols (SPARC register symbols).
+pub const EM_SPARC: u16 = 2;
+/// See [`EM_SPARC`].
+pub const EM_SPARCV9: u16 = 43;
+/// Section index of an undefined symbol.
+pub const SHN_UNDEF: u16 = 0;
+/// Section index of an absolute symbol.
+pub const SHN_ABS: u16 = 0xfff1;
+
+/// A validated ELF header plus the location of the section-name string table.
+#[derive(Clone, Copy, Debug)]
+pub struct Elf<'a> {
+    data: &'a [u8],
+    is64: bool,
+    endian: Endian,
+    machine: u16,
+    shoff: u64,
+    shnum: u16,
+    /// Section-name string table: offset and size (checked, non-empty, NUL-terminated).
+    names: (u64, u64),
+}
+
+/// One section: where its bytes are, and its name offset.
+#[derive(Clone, Copy, Debug)]
+struct SectionInfo {
+    offset: u64,
+    size: u64,
+    name: u32,
+}
+
+/// One symbol table entry, the fields depmod uses.
+#[derive(Clone, Copy, Debug)]
+pub struct Sym {
+    /// Offset of the name in the string table.
+    pub name: u32,
+    /// `st_info`: binding in the high nibble, type in the low one.
+    pub info: u8,
+    /// `st_shndx`.
+    pub shndx: u16,
+    /// `st_value` (a CRC, or an offset into the CRC section, for `__crc_` symbols).
+    pub value: u64,
+}
+
+impl Sym {
+    /// `STB_WEAK`.
+    pub fn is_weak(&self) -> bool {
+        self.info >> 4 == 2
+    }
+    /// `ELF_ST_TYPE`.
+    pub fn kind(&self) -> u8 {
+        self.info & 0xf
+    }
+}
+
+fn range(data: &[u8], offset: u64, size: u64) -> Option<&[u8]> {
+    let end = offset.checked_add(size)?;
+    if end > data.len() as u64 {
+        return None;
+    }
+    data.get(usize::try_from(offset).ok()?..usize::try_from(end).ok()?)
+}
+
+impl<'a> Elf<'a> {
+    /// Validates the identification, header and section-name table as kmod does.
+    pub fn parse(data: &'a [u8]) -> Result<Self, ElfError> {
+        if data.len() <= 16 || data[..4] != *b"\x7fELF" {
+            return Err(ElfError::NotElf);
+        }
+        let is64 = match data[4] {
+            1 if data.len() > 52 => false,
+            2 if data.len() > 64 => true,
+            _ => return Err(ElfError::Malformed),
+        };
+        let endian = match data[5] {
+            1 => Endian::Little,
+            2 => Endian::Big,
+            _ => return Err(ElfError::Malformed),
+        };
+        let bad = |_| ElfError::Malformed;
+        let (machine, shoff, shentsize, shnum, shstrndx): (u16, u64, u16, u16, u16) = if is64 {
+            (
+                data.pread_with(18, endian).map_err(bad)?,
+                data.pread_with(40, endian).map_err(bad)?,
+                data.pread_with(58, endian).map_err(bad)?,
+                data.pread_with(60, endian).map_err(bad)?,
+                data.pread_with(62, endian).map_err(bad)?,
+            )
+        } else {
+            (
+                data.pread_with(18, endian).map_err(bad)?,
+                u64::from(data.pread_with::<u32>(32, endian).map_err(bad)?),
+                data.pread_with(46, endian).map_err(bad)?,
+                data.pread_with(48, endian).map_err(bad)?,
+                data.pread_with(50, endian).map_err(bad)?,
+            )
+        };
+        let entsize: u16 = if is64 { 64 } else { 40 };
+        if shentsize != entsize {
+            return Err(ElfError::Malformed);
+        }
+        let table = u64::from(entsize) * u64::from(shnum);
+        match table.checked_add(shoff) {
+            Some(end) if end <= data.len() as u64 => {}
+            _ => return Err(ElfError::Malformed),
+        }
+        let mut elf = Elf {
+            data,
+            is64,
+            endian,
+            machine,
+            shoff,
+            shnum,
+            names: (0, 0),
+        };
+        let names = elf.section_info(shstrndx).ok_or(ElfError::Malformed)?;
+        let bytes = range(data, names.offset, names.size).ok_or(ElfError::Malformed)?;
+        if bytes.last() != Some(&0) {
+            return Err(ElfError::Malformed);
+        }
+        elf.names = (names.offset, names.size);
+        Ok(elf)
+    }
+
+    /// The whole file.
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+    /// ELFCLASS64?
+    pub fn is64(&self) -> bool {
+        self.is64
+    }
+    /// The file's byte order, used for every multi-byte field.
+    pub fn endian(&self) -> Endian {
+        self.endian
+    }
+    /// `e_machine`.
+    pub fn machine(&self) -> u16 {
+        self.machine
+    }
+
+    /// Header of section `idx`, if the index is valid and the section lies in the file.
+    fn section_info(&self, idx: u16) -> Option<SectionInfo> {
+        if idx == 0 || idx >= self.shnum {
+            return None;
+        }
+        let entsize: u64 = if self.is64 { 64 } else { 40 };
+        let base = usize::try_from(self.shoff + u64::from(idx) * entsize).ok()?;
+        let e = self.endian;
+        let info = if self.is64 {
+            SectionInfo {
+                name: self.data.pread_with(base, e).ok()?,
+                offset: self.data.pread_with(base + 24, e).ok()?,
+                size: self.data.pread_with(base + 32, e).ok()?,
+            }
+        } else {
+            SectionInfo {
+                name: self.data.pread_with(base, e).ok()?,
+                offset: u64::from(self.data.pread_with::<u32>(base + 16, e).ok()?),
+                size: u64::from(self.data.pread_with::<u32>(base + 20, e).ok()?),
+            }
+        };
+        range(self.data, info.offset, info.size)?;
+        Some(info)
+    }
+
+    /// Bytes of section `idx` (a symbol's `st_shndx`), if valid.
+    pub fn section_by_index(&self, idx: u16) -> Option<&'a [u8]> {
+        let info = self.section_info(idx)?;
+        range(self.data, info.offset, info.size)
+    }
+
+    /// Bytes of the first valid section named `name` (kmod's lookup: lowest index ≥ 1
+    /// whose header is in bounds and whose name offset is inside the name table).
+    pub fn section(&self, name: &[u8]) -> Option<&'a [u8]> {
+        let names = range(self.data, self.names.0, self.names.1)?;
+        (1..self.shnum).find_map(|i| {
+            let info = self.section_info(i)?;
+            let n = names.get(usize::try_from(info.name).ok()?..)?;
+            if cstr(n) == name {
+                range(self.data, info.offset, info.size)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Size of one symbol table entry for this class.
+    pub fn sym_size(&self) -> usize {
+        if self.is64 {
+            24
+        } else {
+            16
+        }
+    }
+
+    /// Reads entry `i` of a symbol table section. `symtab` must come from this file.
+    pub fn sym(&self, symtab: &[u8], i: usize) -> Option<Sym> {
+        let base = i.checked_mul(self.sym_size())?;
+        let e = self.endian;
+        let d = symtab;
+        if self.is64 {
+            Some(Sym {
+                name: d.pread_with(base, e).ok()?,
+                info: d.pread_with(base + 4, e).ok()?,
+                shndx: d.pread_with(base + 6, e).ok()?,
+                value: d.pread_with(base + 8, e).ok()?,
+            })
+        } else {
+            Some(Sym {
+                name: d.pread_with(base, e).ok()?,
+                value: u64::from(d.pread_with::<u32>(base + 4, e).ok()?),
+                info: d.pread_with(base + 12, e).ok()?,
+                shndx: d.pread_with(base + 14, e).ok()?,
+            })
+        }
+    }
+
+    /// The C string starting at `offset` within `section` — like kmod, which reads a
+    /// name with `strcmp`, the string may run past the section's end: it is cut at the
+    /// first NUL or at the end of the file.
+    pub fn string_at(&self, section: &'a [u8], offset: u32) -> &'a [u8] {
+        let start = section.as_ptr() as usize - self.data.as_ptr() as usize;
+        match self.data.get(start.saturating_add(offset as usize)..) {
+            Some(rest) => cstr(rest),
+            None => &[],
+        }
+    }
+
+    /// Reads a 32- or 64-bit word in the file's byte order.
+    pub fn word(&self, bytes: &[u8], offset: usize, wide: bool) -> Option<u64> {
+        if wide {
+            bytes.pread_with::<u64>(offset, self.endian).ok()
+        } else {
+            bytes
+                .pread_with::<u32>(offset, self.endian)
+                .ok()
+                .map(u64::from)
+        }
+    }
+}
+
+/// The bytes of `s` up to (not including) its first NUL, or all of `s`.
+pub fn cstr(s: &[u8]) -> &[u8] {
+    match s.iter().position(|&b| b == 0) {
+        Some(n) => &s[..n],
+        None => s,
+    }
+}

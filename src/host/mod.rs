@@ -1,0 +1,557 @@
+//! The host side (feature `std`): files, directories, threads and messages around the
+//! I/O-free core. [`run`] is kmod's `depmod` main flow (spec §1.4), step by step.
+#![allow(unsafe_code)]
+
+#[allow(unused_imports)]
+use std::prelude::rust_2021::*;
+#[allow(unused_imports)]
+use std::{format, vec};
+
+mod load;
+mod report;
+mod walk;
+mod write;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+pub use report::{io_error, strerror, DiagContext, Level, Report};
+
+use crate::builtin;
+use crate::diag::Diag;
+use crate::modset::ModuleSet;
+use crate::output::{OutputFile, Outputs};
+use crate::resolve::{self, ResolveOptions};
+use crate::symvers;
+
+/// What the command line asked for.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// `-a`.
+    pub all: bool,
+    /// `-A`.
+    pub quick: bool,
+    /// `-b` (already absolute).
+    pub basedir: Option<Vec<u8>>,
+    /// `-m`.
+    pub moduledir: Option<Vec<u8>>,
+    /// `-o` (already absolute).
+    pub outdir: Option<Vec<u8>>,
+    /// `-C`, in order.
+    pub config: Vec<Vec<u8>>,
+    /// `-E`.
+    pub symvers: Option<Vec<u8>>,
+    /// `-F`.
+    pub system_map: Option<Vec<u8>>,
+    /// `-e`.
+    pub errsyms: bool,
+    /// Number of `-v`.
+    pub verbose: u32,
+    /// `-n`.
+    pub dry_run: bool,
+    /// `-P`.
+    pub prefix: Option<u8>,
+    /// `-w`.
+    pub warn: bool,
+    /// The version argument, if given.
+    pub kversion: Option<Vec<u8>>,
+    /// Module files after the version (file mode).
+    pub files: Vec<Vec<u8>>,
+}
+
+fn os(b: &[u8]) -> &Path {
+    Path::new(OsStr::from_bytes(b))
+}
+
+/// kmod's `path_make_absolute_cwd`: `$PWD` if it names the current directory, else
+/// `getcwd()`, then `/` and the path.
+pub fn make_absolute(p: &[u8]) -> Vec<u8> {
+    if p.first() == Some(&b'/') {
+        return p.to_vec();
+    }
+    let cwd = current_dir_name();
+    let mut r = cwd;
+    r.push(b'/');
+    r.extend_from_slice(p);
+    r
+}
+
+fn current_dir_name() -> Vec<u8> {
+    if let Some(pwd) = std::env::var_os("PWD") {
+        let pwd = pwd.as_bytes();
+        if pwd.first() == Some(&b'/') {
+            if let (Ok(a), Ok(b)) = (fs::metadata(os(pwd)), fs::metadata(".")) {
+                if a.dev() == b.dev() && a.ino() == b.ino() {
+                    return pwd.to_vec();
+                }
+            }
+        }
+    }
+    std::env::current_dir()
+        .map(|p| p.as_os_str().as_bytes().to_vec())
+        .unwrap_or_default()
+}
+
+/// C `sscanf(arg, "%u.%u", …) == 2`: kmod's test for a kernel version argument.
+pub fn is_kernel_version(arg: &[u8]) -> bool {
+    fn unsigned(s: &[u8]) -> Option<&[u8]> {
+        let mut i = 0;
+        while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+            i += 1;
+        }
+        if i < s.len() && (s[i] == b'+' || s[i] == b'-') {
+            i += 1;
+        }
+        let start = i;
+        while i < s.len() && s[i].is_ascii_digit() {
+            i += 1;
+        }
+        (i > start).then_some(&s[i..])
+    }
+    unsigned(arg)
+        .and_then(|r| r.strip_prefix(b"."))
+        .and_then(unsigned)
+        .is_some()
+}
+
+fn uname_release() -> Option<Vec<u8>> {
+    // SAFETY: `utsname` is plain old data; zeroed is a valid value, and `uname` only
+    // writes NUL-terminated strings into the fields of the struct we own.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid, writable `utsname`.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return None;
+    }
+    let bytes: Vec<u8> = u
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    Some(bytes)
+}
+
+const PATH_MAX: usize = 4096;
+
+/// Runs depmod; returns the exit status.
+pub fn run(opts: Options, report: &Report) -> u8 {
+    let kver = match opts.kversion.clone().or_else(uname_release) {
+        Some(v) => v,
+        None => {
+            report.fatal(format_args!(
+                "uname() failed: {}",
+                io_error(&std::io::Error::last_os_error())
+            ));
+            return 1;
+        }
+    };
+    let moddir: Vec<u8> = {
+        let m = opts.moduledir.as_deref().unwrap_or(b"/lib/modules");
+        m.iter().skip_while(|&&c| c == b'/').copied().collect()
+    };
+    let join = |root: &[u8]| -> Vec<u8> {
+        let mut d = root.to_vec();
+        d.push(b'/');
+        d.extend_from_slice(&moddir);
+        d.push(b'/');
+        d.extend_from_slice(&kver);
+        d
+    };
+    let basedir = opts.basedir.clone().unwrap_or_default();
+    let dir = join(&basedir);
+    let outdir = join(opts.outdir.as_deref().unwrap_or(&basedir));
+    for d in [&dir, &outdir] {
+        if d.len() >= PATH_MAX {
+            report.log_bytes(Level::Error, &[b"Bad directory ", d, b": path too long"]);
+            return 1;
+        }
+    }
+
+    let mut all = opts.all || opts.files.is_empty();
+    if opts.quick {
+        if opts.dry_run {
+            return 0;
+        }
+        if is_up_to_date(&dir, report) {
+            return 0;
+        }
+        all = true;
+    }
+
+    // Kernel symbols (-E wins over -F).
+    let symfile = opts.symvers.as_ref().or(opts.system_map.as_ref());
+    let symfile_bytes = match symfile {
+        Some(f) => match fs::read(os(f)) {
+            Ok(b) => b,
+            Err(e) => {
+                report.log_bytes(
+                    Level::Fatal,
+                    &[b"could not load ", f, b": ", io_error(&e).as_bytes()],
+                );
+                return 1;
+            }
+        },
+        None => Vec::new(),
+    };
+    let mut errsyms = opts.errsyms;
+    let mut diags: Vec<Diag> = Vec::new();
+    let kernel_syms = if opts.symvers.is_some() {
+        symvers::parse_symvers(&symfile_bytes, opts.prefix, &mut diags)
+    } else if opts.system_map.is_some() {
+        symvers::parse_system_map(&symfile_bytes, opts.prefix, &mut diags)
+    } else {
+        if errsyms {
+            report.warning("-e needs -E or -F");
+            errsyms = false;
+        }
+        Vec::new()
+    };
+    let file_ctx = DiagContext {
+        file: symfile.map_or(&[][..], |f| f.as_slice()),
+        ..Default::default()
+    };
+    for d in diags.drain(..) {
+        report.diag(&d, &file_ctx);
+    }
+
+    // Discovery.
+    let cfg_paths: Vec<Vec<u8>> = if opts.config.is_empty() {
+        walk::CONFIG_PATHS.iter().map(|p| p.to_vec()).collect()
+    } else {
+        opts.config.clone()
+    };
+    let cfg = if all {
+        walk::read_config(&cfg_paths, &kver, report)
+    } else {
+        Default::default()
+    };
+    let mut set = ModuleSet::new(&dir, &cfg);
+    if all {
+        if let Err(e) = walk::scan_tree(&dir, &mut set, &cfg.excludes, report) {
+            report.fatal(format_args!("could not search modules: {}", io_error(&e)));
+            return 1;
+        }
+        for ext in &cfg.externals {
+            let _ = walk::scan_tree(ext, &mut set, &cfg.excludes, report);
+        }
+    } else {
+        for f in &opts.files {
+            if f.first() != Some(&b'/') {
+                report.log_bytes(Level::Fatal, &[f, b": not absolute path."]);
+                return 1;
+            }
+            if let Err(e) = fs::metadata(os(f)) {
+                report.log_bytes(
+                    Level::Fatal,
+                    &[
+                        b"could not create module ",
+                        f,
+                        b": ",
+                        io_error(&e).as_bytes(),
+                    ],
+                );
+                return 1;
+            }
+            if let Err(old) = set.add_file(f) {
+                if let Some(old) = old {
+                    let name = crate::names::modname(f).unwrap_or_default();
+                    report.log_bytes(
+                        Level::Error,
+                        &[
+                            b"kmod_module '",
+                            &name,
+                            b"' already exists with different path: new-path='",
+                            f,
+                            b"' old-path='",
+                            &old,
+                            b"'",
+                        ],
+                    );
+                }
+                report.log_bytes(
+                    Level::Fatal,
+                    &[b"could not create module ", f, b": File exists"],
+                );
+                return 1;
+            }
+        }
+    }
+
+    // Module order.
+    let order = read_input(&dir, "modules.order", report);
+    let modules = set.finish(order.as_deref(), &mut diags);
+    let paths: Vec<Vec<u8>> = modules.iter().map(|m| m.path.clone()).collect();
+    let names: Vec<Vec<u8>> = modules.iter().map(|m| m.name.clone()).collect();
+    let ctx = DiagContext {
+        paths: &paths,
+        names: &names,
+        dir: &dir,
+        file: &[],
+    };
+    for d in diags.drain(..) {
+        report.diag(&d, &ctx);
+    }
+
+    // Load and resolve.
+    let path_refs: Vec<&[u8]> = paths.iter().map(|p| p.as_slice()).collect();
+    let data = load::load_all(&path_refs);
+    let ropts = ResolveOptions {
+        prefix: opts.prefix,
+        check_crcs: opts.symvers.is_some(),
+        errsyms,
+        verbose: opts.verbose > 0,
+        kernel_symbols: symfile.is_some(),
+    };
+    let resolved = resolve::resolve(&data, &kernel_syms, &ropts, &mut diags);
+    for d in diags.drain(..) {
+        report.diag(&d, &ctx);
+    }
+    let Ok(resolved) = resolved else {
+        return 1;
+    };
+
+    let outputs = Outputs {
+        modules: &modules,
+        data: &data,
+        resolved: &resolved,
+        warn_duplicates: opts.warn,
+    };
+    write_outputs(&outputs, &dir, &outdir, opts.dry_run, report, &ctx)
+}
+
+/// Reads an input file of DIR, warning as kmod does when it is missing.
+fn read_input(dir: &[u8], name: &str, report: &Report) -> Option<Vec<u8>> {
+    let mut path = dir.to_vec();
+    path.push(b'/');
+    path.extend_from_slice(name.as_bytes());
+    match fs::read(os(&path)) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            if fs::metadata(os(dir)).map(|m| m.is_dir()).unwrap_or(false) {
+                report.log_bytes(
+                    Level::Warning,
+                    &[
+                        b"could not open ",
+                        name.as_bytes(),
+                        b" at ",
+                        dir,
+                        b": ",
+                        io_error(&e).as_bytes(),
+                    ],
+                );
+            } else {
+                let e = fs::read_dir(os(dir)).err().unwrap_or(e);
+                report.log_bytes(
+                    Level::Warning,
+                    &[
+                        b"could not open directory ",
+                        dir,
+                        b": ",
+                        io_error(&e).as_bytes(),
+                    ],
+                );
+            }
+            None
+        }
+    }
+}
+
+fn write_outputs(
+    outputs: &Outputs<'_, '_>,
+    dir: &[u8],
+    outdir: &[u8],
+    dry_run: bool,
+    report: &Report,
+    ctx: &DiagContext<'_>,
+) -> u8 {
+    let mut diags = Vec::new();
+    if dry_run {
+        let mut stdout = std::io::stdout().lock();
+        for file in OutputFile::ALL {
+            if file.is_index() {
+                continue;
+            }
+            let mut buf = Vec::new();
+            // Text outputs cannot fail on bad characters.
+            let _ = outputs.generate(file, &mut buf, &mut diags);
+            for d in diags.drain(..) {
+                report.diag(&d, ctx);
+            }
+            if let Err(e) = stdout.write_all(&buf) {
+                report.error(format_args!("could not write to stdout: {}", io_error(&e)));
+                return 1;
+            }
+        }
+        let _ = stdout.flush();
+        return 0;
+    }
+
+    if let Err(e) = write::Staging::create_dir(outdir) {
+        report.log_bytes(
+            Level::Fatal,
+            &[
+                b"could not create directory ",
+                outdir,
+                b": ",
+                io_error(&e).as_bytes(),
+            ],
+        );
+        return 1;
+    }
+    if let Err(e) = fs::read_dir(os(outdir)) {
+        report.log_bytes(
+            Level::Fatal,
+            &[
+                b"could not open directory ",
+                outdir,
+                b": ",
+                io_error(&e).as_bytes(),
+            ],
+        );
+        return 1;
+    }
+    let mut staging = match write::Staging::open(outdir) {
+        Ok(s) => s,
+        Err(e) => {
+            report.log_bytes(
+                Level::Fatal,
+                &[
+                    b"could not open directory ",
+                    outdir,
+                    b": ",
+                    io_error(&e.error).as_bytes(),
+                ],
+            );
+            return 1;
+        }
+    };
+    for file in OutputFile::ALL {
+        let mut buf = Vec::new();
+        let result = match file {
+            OutputFile::BuiltinBin => match read_input(dir, "modules.builtin", report) {
+                Some(text) => builtin::builtin_index(&text, &mut diags).map(|t| t.write(&mut buf)),
+                None => Ok(()),
+            },
+            OutputFile::BuiltinAliasBin => match read_input(dir, "modules.builtin.modinfo", report)
+            {
+                Some(data) => {
+                    builtin::builtin_alias_index(&data, &mut diags).map(|t| t.write(&mut buf))
+                }
+                None => Ok(()),
+            },
+            _ => outputs.generate(file, &mut buf, &mut diags),
+        };
+        for d in diags.drain(..) {
+            report.diag(&d, ctx);
+        }
+        if let Err(bad) = result {
+            let c = bad.byte;
+            report.log_bytes(
+                Level::Fatal,
+                &[
+                    format!("Module index: bad character '{}'=0x{c:x} - only 7-bit ASCII is supported:\n", c as char).as_bytes(),
+                    &bad.string,
+                ],
+            );
+            return 1;
+        }
+        if let Err(e) = staging.stage(file.name(), &buf) {
+            report.log_bytes(
+                Level::Error,
+                &[
+                    b"could not write ",
+                    e.path.as_os_str().as_bytes(),
+                    b": ",
+                    io_error(&e.error).as_bytes(),
+                    b" (no index was changed)",
+                ],
+            );
+            return 1;
+        }
+    }
+    if let Err(e) = staging.commit() {
+        report.log_bytes(
+            Level::Error,
+            &[
+                b"could not rename into ",
+                e.path.as_os_str().as_bytes(),
+                b": ",
+                io_error(&e.error).as_bytes(),
+            ],
+        );
+        return 1;
+    }
+    0
+}
+
+/// `-A`: are all modules older than `modules.dep`? (spec §1.5)
+fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
+    let mut dep = dir.to_vec();
+    dep.extend_from_slice(b"/modules.dep");
+    let dep_mtime = match fs::metadata(os(&dep)) {
+        Ok(m) => m.mtime(),
+        Err(e) => {
+            report.log_bytes(
+                Level::Error,
+                &[
+                    b"could not fstatat(",
+                    dir,
+                    b", modules.dep): ",
+                    io_error(&e).as_bytes(),
+                ],
+            );
+            return false;
+        }
+    };
+    let root = match fs::read_dir(os(dir)) {
+        Ok(r) => r,
+        Err(e) => {
+            report.log_bytes(
+                Level::Error,
+                &[
+                    b"could not open directory ",
+                    dir,
+                    b": ",
+                    io_error(&e).as_bytes(),
+                ],
+            );
+            return false;
+        }
+    };
+    let mut stack = vec![(root, dir.to_vec())];
+    let mut seen = Vec::new();
+    while let Some((iter, base)) = stack.last_mut() {
+        let Some(entry) = iter.next() else {
+            stack.pop();
+            continue;
+        };
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        let name = name.as_bytes();
+        if name == b"build" || name == b"source" {
+            continue;
+        }
+        let mut path = base.clone();
+        path.push(b'/');
+        path.extend_from_slice(name);
+        let Ok(m) = fs::metadata(os(&path)) else {
+            continue;
+        };
+        if m.is_dir() {
+            if seen.contains(&(m.dev(), m.ino())) {
+                continue;
+            }
+            seen.push((m.dev(), m.ino()));
+            if let Ok(sub) = fs::read_dir(os(&path)) {
+                stack.push((sub, path));
+            }
+        } else if m.is_file() && walk::is_module_name(name) && m.mtime() > dep_mtime {
+            return false;
+        }
+    }
+    true
+}

@@ -1,0 +1,286 @@
+//! Message wording and levels: `depmod: LEVEL: text` on stderr, as kmod prints it.
+
+#[allow(unused_imports)]
+use std::prelude::rust_2021::*;
+#[allow(unused_imports)]
+use std::{format, vec};
+
+use std::fmt;
+use std::io::Write;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::diag::Diag;
+use crate::scan::LoadError;
+
+/// Syslog-style levels kmod uses; a message shows when its level ≤ the threshold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Printed, then exit 1.
+    Fatal = 2,
+    /// Always shown.
+    Error = 3,
+    /// Shown by default.
+    Warning = 4,
+    /// `-v`.
+    Notice = 5,
+    /// `-vv`.
+    Info = 6,
+}
+
+impl Level {
+    fn word(self) -> &'static str {
+        match self {
+            Level::Fatal => "FATAL",
+            Level::Error => "ERROR",
+            Level::Warning => "WARNING",
+            Level::Notice => "NOTICE",
+            Level::Info => "INFO",
+        }
+    }
+}
+
+/// Prints diagnostics with the program's name and the verbosity threshold.
+pub struct Report {
+    prog: String,
+    threshold: AtomicU32,
+}
+
+impl Report {
+    /// `prog` is argv[0]'s basename, as kmod's `program_invocation_short_name`.
+    pub fn new(prog: String) -> Self {
+        Report {
+            prog,
+            threshold: AtomicU32::new(Level::Warning as u32),
+        }
+    }
+
+    /// Each `-v` raises the threshold by one.
+    pub fn set_verbosity(&self, v: u32) {
+        self.threshold
+            .store(Level::Warning as u32 + v, Ordering::Relaxed);
+    }
+
+    /// How many `-v` were given.
+    pub fn verbosity(&self) -> u32 {
+        self.threshold.load(Ordering::Relaxed) - Level::Warning as u32
+    }
+
+    /// Prints one message if its level is shown.
+    pub fn log(&self, level: Level, args: fmt::Arguments<'_>) {
+        if level as u32 > self.threshold.load(Ordering::Relaxed) {
+            return;
+        }
+        let line = format!("{}: {}: {}\n", self.prog, level.word(), args);
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    /// A message with bytes that may not be UTF-8 (paths, module data): written raw.
+    pub fn log_bytes(&self, level: Level, parts: &[&[u8]]) {
+        if level as u32 > self.threshold.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut line = Vec::with_capacity(128);
+        line.extend_from_slice(self.prog.as_bytes());
+        line.extend_from_slice(b": ");
+        line.extend_from_slice(level.word().as_bytes());
+        line.extend_from_slice(b": ");
+        for p in parts {
+            line.extend_from_slice(p);
+        }
+        line.push(b'\n');
+        let _ = std::io::stderr().lock().write_all(&line);
+    }
+
+    /// FATAL: the caller exits 1 right after.
+    pub fn fatal(&self, msg: impl fmt::Display) {
+        self.log(Level::Fatal, format_args!("{msg}"));
+    }
+    /// ERROR.
+    pub fn error(&self, msg: impl fmt::Display) {
+        self.log(Level::Error, format_args!("{msg}"));
+    }
+    /// WARNING.
+    pub fn warning(&self, msg: impl fmt::Display) {
+        self.log(Level::Warning, format_args!("{msg}"));
+    }
+    /// INFO.
+    pub fn info(&self, msg: impl fmt::Display) {
+        self.log(Level::Info, format_args!("{msg}"));
+    }
+
+    /// Words a core diagnostic. `module_path(i)` gives module `i`'s scan path and
+    /// `module_name(i)` its name; `dir` is the module directory (for modules.order);
+    /// `file` the input file the diagnostic is about (config, symvers, System.map).
+    pub fn diag(&self, d: &Diag, ctx: &DiagContext<'_>) {
+        use Level::*;
+        let path = |i: &u32| ctx.paths.get(*i as usize).map_or(&[][..], |p| p.as_slice());
+        let name = |i: &u32| ctx.names.get(*i as usize).map_or(&[][..], |p| p.as_slice());
+        match d {
+            Diag::ConfigBadLine(f, n, cmd) => self.log_bytes(
+                Error,
+                &[f, format!(":{n}: ignoring bad line starting with '").as_bytes(), cmd, b"'"],
+            ),
+            Diag::OverrideNoMatch(f, n, v) => self.log_bytes(
+                Info,
+                &[f, format!(":{n}: override kernel did not match ").as_bytes(), v],
+            ),
+            Diag::ExternalNoMatch(f, n, v) => self.log_bytes(
+                Info,
+                &[f, format!(":{n}: external directory did not match ").as_bytes(), v],
+            ),
+            Diag::ConfigNotImplemented(f, n, c) => self.log_bytes(
+                Info,
+                &[f, format!(":{n}: command ").as_bytes(), c, b" not implemented yet"],
+            ),
+            Diag::OrderCorrupted(n) => self.log_bytes(
+                Error,
+                &[ctx.dir, format!("/modules.order:{n} corrupted line misses '\\n'").as_bytes()],
+            ),
+            Diag::LoadFailed(i, e) => {
+                self.log_bytes(Error, &[b"failed to load symbols from ", path(i), b": ", load_error(e).as_bytes()])
+            }
+            Diag::UnknownSymbol(i, s) => self.log_bytes(Warning, &[path(i), b" needs unknown symbol ", s]),
+            Diag::VersionMismatch(i, s) => {
+                self.log_bytes(Warning, &[path(i), b" disagrees about version of symbol ", s])
+            }
+            Diag::Needs(i, s, p) => {
+                let mut line = Vec::new();
+                for part in [path(i), b" needs \"", s, b"\": ", path(p), b"\n"] {
+                    line.extend_from_slice(part);
+                }
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&line);
+                let _ = out.flush();
+            }
+            Diag::Cycle(chain) => {
+                let mut text = Vec::new();
+                for (k, m) in chain.iter().enumerate() {
+                    if k > 0 {
+                        text.extend_from_slice(b" -> ");
+                    }
+                    text.extend_from_slice(name(m));
+                }
+                self.log_bytes(Error, &[b"Cycle detected: ", &text]);
+            }
+            Diag::CycleCount(n) => self.error(format_args!("Found {n} modules in dependency cycles!")),
+            Diag::CycleReportAborted => self.error(
+                "Dependency cycles are too interlocked to report them all (kmod would abort or loop here); nothing was written",
+            ),
+            Diag::UnmatchedBracket(a) => self.log_bytes(Warning, &[b"Unmatched bracket in ", a]),
+            Diag::DuplicateDep(l) => self.log_bytes(Warning, &[b"duplicate module deps:\n", l]),
+            Diag::DuplicateAlias(a, m) => self.log_bytes(Warning, &[b"duplicate module alias:\n", a, b" ", m]),
+            Diag::DuplicateSym(s, m) => self.log_bytes(Warning, &[b"duplicate module syms:\n", s, b" ", m]),
+            Diag::BuiltinBadLine(l) => self.log_bytes(Error, &[b"Invalid modules.builtin line: ", l]),
+            Diag::FlushStream(p) => {
+                self.log_bytes(Warning, &[b"Could not flush stream: 28. Partial content: ", p])
+            }
+            Diag::DevnameNoMajor(m, d) => self.log_bytes(
+                Error,
+                &[b"Module '", m, b"' has devname (", d, b") but lacks major and minor information. Ignoring."],
+            ),
+            Diag::SymversBadCrc(n, tok) => self.log_bytes(
+                Error,
+                &[ctx.file, format!(":{n} Invalid symbol version ").as_bytes(), tok, b": Success"],
+            ),
+            Diag::SystemMapBadLine(n, l) => {
+                self.log_bytes(Error, &[ctx.file, format!(":{n}: invalid line: ").as_bytes(), l])
+            }
+        }
+    }
+}
+
+/// What [`Report::diag`] needs to name things.
+#[derive(Default)]
+pub struct DiagContext<'a> {
+    /// Scan path of each module, by index.
+    pub paths: &'a [Vec<u8>],
+    /// Name of each module, by index.
+    pub names: &'a [Vec<u8>],
+    /// The module directory.
+    pub dir: &'a [u8],
+    /// The input file a parser diagnostic is about.
+    pub file: &'a [u8],
+}
+
+/// The text kmod prints for a module that could not be loaded.
+pub fn load_error(e: &LoadError) -> String {
+    match e {
+        LoadError::NotElf => strerror(libc::ENOEXEC),
+        LoadError::Malformed => strerror(libc::EINVAL),
+        LoadError::Io(errno) => strerror(*errno),
+        LoadError::Decompress(d) => {
+            use crate::decompress::{Error, Format};
+            let fmt = |f: &Format| match f {
+                Format::Gzip => "gzip",
+                Format::Xz => "xz",
+                Format::Zstd => "zstd",
+                Format::Plain => "plain",
+            };
+            match d {
+                Error::Unsupported(f) => {
+                    format!("{} decompression not supported in this build", fmt(f))
+                }
+                Error::Corrupt(f) => format!("corrupt or truncated {} data", fmt(f)),
+                Error::TooLarge(f) => {
+                    format!("{} data decompresses to more than the size limit", fmt(f))
+                }
+            }
+        }
+    }
+}
+
+/// glibc's `strerror` text for the errors depmod can meet (kmod is linked with glibc;
+/// a static musl build must still print glibc's words).
+pub fn strerror(errno: i32) -> String {
+    let s = match errno {
+        libc::EPERM => "Operation not permitted",
+        libc::ENOENT => "No such file or directory",
+        libc::EIO => "Input/output error",
+        libc::ENXIO => "No such device or address",
+        libc::E2BIG => "Argument list too long",
+        libc::ENOEXEC => "Exec format error",
+        libc::EBADF => "Bad file descriptor",
+        libc::EAGAIN => "Resource temporarily unavailable",
+        libc::ENOMEM => "Cannot allocate memory",
+        libc::EACCES => "Permission denied",
+        libc::EFAULT => "Bad address",
+        libc::EBUSY => "Device or resource busy",
+        libc::EEXIST => "File exists",
+        libc::EXDEV => "Invalid cross-device link",
+        libc::ENODEV => "No such device",
+        libc::ENOTDIR => "Not a directory",
+        libc::EISDIR => "Is a directory",
+        libc::EINVAL => "Invalid argument",
+        libc::ENFILE => "Too many open files in system",
+        libc::EMFILE => "Too many open files",
+        libc::ETXTBSY => "Text file busy",
+        libc::EFBIG => "File too large",
+        libc::ENOSPC => "No space left on device",
+        libc::ESPIPE => "Illegal seek",
+        libc::EROFS => "Read-only file system",
+        libc::EMLINK => "Too many links",
+        libc::ERANGE => "Numerical result out of range",
+        libc::ENAMETOOLONG => "File name too long",
+        libc::ELOOP => "Too many levels of symbolic links",
+        libc::ENODATA => "No data available",
+        libc::EOVERFLOW => "Value too large for defined data type",
+        libc::EDQUOT => "Disk quota exceeded",
+        libc::ESTALE => "Stale file handle",
+        _ => {
+            let s = std::io::Error::from_raw_os_error(errno).to_string();
+            return match s.find(" (os error") {
+                Some(i) => s[..i].to_string(),
+                None => s,
+            };
+        }
+    };
+    s.to_string()
+}
+
+/// `%m` for an I/O error.
+pub fn io_error(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => strerror(n),
+        None => e.to_string(),
+    }
+}

@@ -1,0 +1,286 @@
+//! Finding inputs on disk: depmod.d files (spec §2.1) and module files (spec §2.2),
+//! in kmod's order and with its messages.
+
+#[allow(unused_imports)]
+use std::prelude::rust_2021::*;
+#[allow(unused_imports)]
+use std::{format, vec};
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use super::report::{io_error, Report};
+use crate::config::Config;
+use crate::modset::{ModuleSet, Offer};
+
+fn os(b: &[u8]) -> &Path {
+    Path::new(OsStr::from_bytes(b))
+}
+
+/// Default config search path of kmod 34 (used when no `-C` is given).
+pub const CONFIG_PATHS: &[&[u8]] = &[
+    b"/etc/depmod.d",
+    b"/run/depmod.d",
+    b"/usr/local/lib/depmod.d",
+    b"/usr/lib/depmod.d",
+    b"/lib/depmod.d",
+];
+
+/// Collects and parses the configuration files: first path wins for a given file
+/// name, files are processed in name order.
+pub fn read_config(paths: &[Vec<u8>], kver: &[u8], report: &Report) -> Config {
+    // (name, full path)
+    let mut files: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut add = |name: &[u8], path: Vec<u8>| {
+        if !files.iter().any(|(n, _)| n == name) {
+            files.push((name.to_vec(), path));
+        }
+    };
+    for p in paths {
+        let Ok(meta) = fs::metadata(os(p)) else {
+            continue;
+        };
+        if !meta.is_dir() {
+            add(crate::names::basename(p), p.clone());
+            continue;
+        }
+        let entries = match fs::read_dir(os(p)) {
+            Ok(e) => e,
+            Err(e) => {
+                report.log_bytes(
+                    super::report::Level::Error,
+                    &[b"files list ", p, b": ", io_error(&e).as_bytes()],
+                );
+                continue;
+            }
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.as_bytes();
+            if name.first() == Some(&b'.') {
+                continue;
+            }
+            let mut full = p.clone();
+            full.push(b'/');
+            full.extend_from_slice(name);
+            if name.len() < 6 || !name.ends_with(b".conf") {
+                report.log_bytes(
+                    super::report::Level::Info,
+                    &[b"All cfg files need .conf: ", &full],
+                );
+                continue;
+            }
+            match fs::metadata(os(&full)) {
+                Ok(m) if m.is_dir() => {
+                    report.log_bytes(
+                        super::report::Level::Error,
+                        &[b"Directories inside directories are not supported: ", &full],
+                    );
+                    continue;
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    report.log_bytes(
+                        super::report::Level::Error,
+                        &[b"Cannot stat directory entry: ", p, name],
+                    );
+                    continue;
+                }
+            }
+            add(name, full);
+        }
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut cfg = Config::default();
+    let mut diags = Vec::new();
+    for (_, path) in &files {
+        match fs::read(os(path)) {
+            Ok(text) => cfg.parse(path, &text, kver, &mut diags),
+            Err(e) => report.log_bytes(
+                super::report::Level::Error,
+                &[b"file parse ", path, b": ", io_error(&e).as_bytes()],
+            ),
+        }
+        for d in diags.drain(..) {
+            report.diag(&d, &Default::default());
+        }
+    }
+    cfg.finish();
+    cfg
+}
+
+/// Does the name end with a module suffix this build reads (and is longer than it)?
+pub fn is_module_name(name: &[u8]) -> bool {
+    let mut suffixes: Vec<&[u8]> = vec![b".ko"];
+    if cfg!(feature = "gz") {
+        suffixes.push(b".ko.gz");
+    }
+    if cfg!(feature = "xz") {
+        suffixes.push(b".ko.xz");
+    }
+    if cfg!(feature = "zst") {
+        suffixes.push(b".ko.zst");
+    }
+    suffixes
+        .iter()
+        .any(|s| name.len() > s.len() && name.ends_with(s))
+}
+
+const PATH_MAX: usize = 4096;
+const NAME_MAX: usize = 255;
+
+/// Walks a directory tree depth-first in readdir order, offering module files to the
+/// set. Directory loops through symlinks are cut (kmod would recurse until it runs
+/// out of file descriptors). Returns `Err` only when `root` itself cannot be opened.
+pub fn scan_tree(
+    root: &[u8],
+    set: &mut ModuleSet<'_>,
+    excludes: &[Vec<u8>],
+    report: &Report,
+) -> std::io::Result<()> {
+    let dir = fs::read_dir(os(root)).map_err(|e| {
+        report.log_bytes(
+            super::report::Level::Error,
+            &[
+                b"could not open directory ",
+                root,
+                b": ",
+                io_error(&e).as_bytes(),
+            ],
+        );
+        e
+    })?;
+    let mut ancestors = Vec::new();
+    if let Ok(m) = fs::metadata(os(root)) {
+        ancestors.push((m.dev(), m.ino()));
+    }
+    let mut path = root.to_vec();
+    path.push(b'/');
+    // Explicit stack of open directories: no recursion, whatever the depth.
+    let mut stack: Vec<(fs::ReadDir, usize)> = vec![(dir, path.len())];
+    // File descriptor numbers in kmod's messages: its first directory is fd 3.
+    loop {
+        let fd = 2 + stack.len();
+        let Some((iter, base)) = stack.last_mut() else {
+            break;
+        };
+        let base = *base;
+        let Some(entry) = iter.next() else {
+            stack.pop();
+            ancestors.pop();
+            continue;
+        };
+        let Ok(entry) = entry else { continue };
+        let name = entry.file_name();
+        let name = name.as_bytes();
+        if name == b"build" || name == b"source" || excludes.iter().any(|e| e == name) {
+            continue;
+        }
+        path.truncate(base);
+        if base + name.len() + 2 >= PATH_MAX {
+            report.log_bytes(
+                super::report::Level::Error,
+                &[b"path is too long ", &path, name],
+            );
+            continue;
+        }
+        path.extend_from_slice(name);
+        let ft = entry.file_type().ok();
+        let (is_dir, meta) = match ft {
+            Some(t) if t.is_file() => (false, None),
+            Some(t) if t.is_dir() => (true, None),
+            _ => match fs::metadata(os(&path)) {
+                Err(e) => {
+                    report.log_bytes(
+                        super::report::Level::Error,
+                        &[
+                            format!("fstatat({fd}, ").as_bytes(),
+                            name,
+                            b"): ",
+                            io_error(&e).as_bytes(),
+                        ],
+                    );
+                    continue;
+                }
+                Ok(m) if m.is_file() => (false, Some(m)),
+                Ok(m) if m.is_dir() => (true, Some(m)),
+                Ok(m) => {
+                    let t = m.file_type();
+                    let bits: u32 = if t.is_fifo() {
+                        0o010000
+                    } else if t.is_char_device() {
+                        0o020000
+                    } else if t.is_block_device() {
+                        0o060000
+                    } else if t.is_socket() {
+                        0o140000
+                    } else {
+                        m.mode() & 0o170000
+                    };
+                    report.log_bytes(
+                        super::report::Level::Error,
+                        &[
+                            b"unsupported file type ",
+                            &path,
+                            format!(": {bits:o}").as_bytes(),
+                        ],
+                    );
+                    continue;
+                }
+            },
+        };
+        if !is_dir {
+            if is_module_name(name) && set.offer(&path) == Offer::BadName {
+                report.log_bytes(
+                    super::report::Level::Error,
+                    &[b"could not get modname from path ", &path],
+                );
+            }
+            continue;
+        }
+        if base + name.len() + 2 + NAME_MAX >= PATH_MAX {
+            report.log_bytes(
+                super::report::Level::Error,
+                &[b"directory path is too long ", &path],
+            );
+            continue;
+        }
+        let id = match meta.or_else(|| fs::metadata(os(&path)).ok()) {
+            Some(m) => (m.dev(), m.ino()),
+            None => (0, 0),
+        };
+        if ancestors.contains(&id) {
+            report.log_bytes(
+                super::report::Level::Error,
+                &[
+                    b"directory loop: ",
+                    &path,
+                    b" is one of its own parents; not descending into it",
+                ],
+            );
+            continue;
+        }
+        match fs::read_dir(os(&path)) {
+            Ok(sub) => {
+                path.push(b'/');
+                ancestors.push(id);
+                stack.push((sub, path.len()));
+            }
+            Err(e) => {
+                report.log_bytes(
+                    super::report::Level::Error,
+                    &[
+                        format!("openat({fd}, ").as_bytes(),
+                        name,
+                        b", O_RDONLY): ",
+                        io_error(&e).as_bytes(),
+                    ],
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,249 @@
+//! The set of modules: which file wins for each module name (spec §2.4), and the
+//! final module order — kmod's hash-table order, then `modules.order` (spec §5).
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use crate::config::{Config, Search};
+use crate::diag::Diag;
+use crate::hash;
+use crate::names;
+
+/// A module file accepted into the set.
+#[derive(Clone, Debug)]
+pub struct Module {
+    /// The path as scanned (`<DIR>/kernel/…`, or an external or file-mode path).
+    pub path: Vec<u8>,
+    /// Where the part relative to DIR starts in `path`, if it is under DIR.
+    pub rel_start: Option<usize>,
+    /// Module name (dashes turned into underscores).
+    pub name: Vec<u8>,
+}
+
+impl Module {
+    /// Path relative to DIR if it has one, else the full path: what the outputs print.
+    pub fn out_path(&self) -> &[u8] {
+        match self.rel_start {
+            Some(i) => &self.path[i..],
+            None => &self.path,
+        }
+    }
+}
+
+/// Outcome of offering a file to the set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offer {
+    /// First file with this name.
+    Added,
+    /// Replaced a lower-priority file of the same name.
+    Replaced,
+    /// An existing file of the same name ranks higher; this one is ignored.
+    Ignored,
+    /// The name is too long (kmod: "could not get modname from path").
+    BadName,
+}
+
+/// Modules collected during discovery, deduplicated by name.
+pub struct ModuleSet<'c> {
+    dir: Vec<u8>,
+    cfg: &'c Config,
+    modules: Vec<Module>,
+    by_name: BTreeMap<Vec<u8>, usize>,
+}
+
+impl<'c> ModuleSet<'c> {
+    /// An empty set for module directory `dir` (`<base>/lib/modules/<kver>`).
+    pub fn new(dir: &[u8], cfg: &'c Config) -> Self {
+        ModuleSet {
+            dir: dir.to_vec(),
+            cfg,
+            modules: Vec::new(),
+            by_name: BTreeMap::new(),
+        }
+    }
+
+    /// The module directory.
+    pub fn dir(&self) -> &[u8] {
+        &self.dir
+    }
+
+    fn relative(&self, path: &[u8]) -> Option<usize> {
+        let l = self.dir.len();
+        (path.len() > l + 1 && path.starts_with(&self.dir) && path[l] == b'/').then_some(l + 1)
+    }
+
+    /// Offers a scanned file; keeps it unless a same-named file ranks higher.
+    pub fn offer(&mut self, path: &[u8]) -> Offer {
+        let Some(name) = names::modname(path) else {
+            return Offer::BadName;
+        };
+        let module = Module {
+            path: path.to_vec(),
+            rel_start: self.relative(path),
+            name,
+        };
+        match self.by_name.get(&module.name) {
+            None => {
+                self.by_name.insert(module.name.clone(), self.modules.len());
+                self.modules.push(module);
+                Offer::Added
+            }
+            Some(&i) => {
+                if self.old_wins(&self.modules[i].path, path) {
+                    Offer::Ignored
+                } else {
+                    self.modules[i] = module;
+                    Offer::Replaced
+                }
+            }
+        }
+    }
+
+    /// Adds a file given on the command line (file mode: no ranking). Returns the
+    /// path of the module already holding that name, if any.
+    pub fn add_file(&mut self, path: &[u8]) -> Result<(), Option<Vec<u8>>> {
+        let Some(name) = names::modname(path) else {
+            return Err(None);
+        };
+        if let Some(&i) = self.by_name.get(&name) {
+            return Err(Some(self.modules[i].path.clone()));
+        }
+        self.by_name.insert(name.clone(), self.modules.len());
+        self.modules.push(Module {
+            path: path.to_vec(),
+            rel_start: self.relative(path),
+            name,
+        });
+        Ok(())
+    }
+
+    /// kmod's `depmod_module_is_higher_priority`: does the existing file `old` rank
+    /// at least as high as `new`?
+    fn old_wins(&self, old: &[u8], new: &[u8]) -> bool {
+        let cut_new = &new[..names::stem_len(new)];
+        let cut_old = &old[..names::stem_len(old)];
+        let l = self.dir.len();
+        let rel = |cut: &'_ [u8]| -> Option<Vec<u8>> {
+            if cut.starts_with(&self.dir) {
+                Some(cut.get(l + 1..).unwrap_or(&[]).to_vec())
+            } else {
+                None
+            }
+        };
+        let (rel_new, rel_old) = (rel(cut_new), rel(cut_old));
+        for o in &self.cfg.overrides {
+            if rel_new.as_deref() == Some(o.as_slice()) {
+                return false;
+            }
+            if rel_old.as_deref() == Some(o.as_slice()) {
+                return true;
+            }
+        }
+        let under = |p: &[u8], dir: &[u8]| {
+            p.len() > dir.len() && p[dir.len()] == b'/' && p.starts_with(dir)
+        };
+        let (mut bprio, mut oldprio, mut newprio) = (-1i64, -1i64, -1i64);
+        let mut i = 0i64;
+        for s in &self.cfg.search {
+            match s {
+                Search::BuiltIn => bprio = i,
+                Search::External => {
+                    for e in &self.cfg.externals {
+                        if under(cut_new, e) {
+                            newprio = i;
+                        }
+                        if under(cut_old, e) {
+                            oldprio = i;
+                        }
+                        i += 1;
+                    }
+                }
+                Search::Path(p) => {
+                    if rel_new.as_deref().is_some_and(|r| under(r, p)) {
+                        newprio = i;
+                    } else if rel_old.as_deref().is_some_and(|r| under(r, p)) {
+                        oldprio = i;
+                    }
+                }
+            }
+            i += 1;
+        }
+        if newprio < 0 {
+            newprio = bprio;
+        }
+        if oldprio < 0 {
+            oldprio = bprio;
+        }
+        newprio <= oldprio
+    }
+
+    /// The final module array: hash order (512 buckets, names ascending within a
+    /// bucket), then stably sorted by first appearance in `modules.order` (when given
+    /// and not corrupted). An index into it is a module's priority in the indexes.
+    pub fn finish(self, order: Option<&[u8]>, diags: &mut Vec<Diag>) -> Vec<Module> {
+        let mut modules = self.modules;
+        let mut keyed: Vec<(u32, Module)> = modules
+            .drain(..)
+            .map(|m| (hash::bucket(&m.name, hash::MODULE_BUCKETS), m))
+            .collect();
+        keyed.sort_unstable_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
+        let mut modules: Vec<Module> = keyed.into_iter().map(|(_, m)| m).collect();
+        if let Some(text) = order {
+            apply_order(&mut modules, text, diags);
+        }
+        modules
+    }
+}
+
+/// `modules.order` as kmod reads it: `fgets` chunks of at most 4095 bytes, each cut
+/// at its first NUL. Yields (line number, chunk).
+fn order_chunks(text: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {
+    let mut pos = 0;
+    let mut n = 0u32;
+    core::iter::from_fn(move || {
+        if pos >= text.len() {
+            return None;
+        }
+        let rest = &text[pos..];
+        let max = rest.len().min(4095);
+        let len = match rest[..max].iter().position(|&b| b == b'\n') {
+            Some(i) => i + 1,
+            None => max,
+        };
+        pos += len;
+        n += 1;
+        Some((n, crate::elf::cstr(&rest[..len])))
+    })
+}
+
+fn apply_order(modules: &mut Vec<Module>, text: &[u8], diags: &mut Vec<Diag>) {
+    for (n, chunk) in order_chunks(text) {
+        if !chunk.is_empty() && chunk.last() != Some(&b'\n') {
+            diags.push(Diag::OrderCorrupted(n));
+            return;
+        }
+    }
+    let mut by_unc: BTreeMap<&[u8], usize> = BTreeMap::new();
+    for (i, m) in modules.iter().enumerate() {
+        if let Some(s) = m.rel_start {
+            by_unc.insert(names::uncompressed_relpath(&m.path[s..]), i);
+        }
+    }
+    let mut key = alloc::vec![usize::MAX; modules.len()];
+    let mut next = 0;
+    for (_, chunk) in order_chunks(text) {
+        let Some(line) = chunk.strip_suffix(b"\n") else {
+            continue;
+        };
+        if let Some(&i) = by_unc.get(line) {
+            if key[i] == usize::MAX {
+                key[i] = next;
+                next += 1;
+            }
+        }
+    }
+    let mut idx: Vec<usize> = (0..modules.len()).collect();
+    idx.sort_by_key(|&i| key[i]);
+    let mut taken: Vec<Option<Module>> = modules.drain(..).map(Some).collect();
+    modules.extend(idx.into_iter().filter_map(|i| taken[i].take()));
+}

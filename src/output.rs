@@ -1,0 +1,335 @@
+//! The output files (spec §7): each generated into a byte [`Sink`], in kmod's order
+//! and format. The binary decides where the bytes go (a temp file, or stdout for
+//! `-n`) and words the diagnostics.
+
+use alloc::vec::Vec;
+
+use crate::alias::normalize;
+use crate::diag::Diag;
+use crate::index::{BadChar, Sink, Trie};
+use crate::modset::Module;
+use crate::resolve::Resolved;
+use crate::scan::{InfoKey, ModuleData};
+
+/// Every file depmod writes, in the order it writes them (also the `-n` order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFile {
+    /// `modules.dep`
+    Dep,
+    /// `modules.dep.bin`
+    DepBin,
+    /// `modules.alias`
+    Alias,
+    /// `modules.alias.bin`
+    AliasBin,
+    /// `modules.softdep`
+    Softdep,
+    /// `modules.weakdep`
+    Weakdep,
+    /// `modules.symbols`
+    Symbols,
+    /// `modules.symbols.bin`
+    SymbolsBin,
+    /// `modules.builtin.bin` (from the `modules.builtin` input)
+    BuiltinBin,
+    /// `modules.builtin.alias.bin` (from the `modules.builtin.modinfo` input)
+    BuiltinAliasBin,
+    /// `modules.devname`
+    Devname,
+}
+
+impl OutputFile {
+    /// All outputs in write order.
+    pub const ALL: [OutputFile; 11] = [
+        OutputFile::Dep,
+        OutputFile::DepBin,
+        OutputFile::Alias,
+        OutputFile::AliasBin,
+        OutputFile::Softdep,
+        OutputFile::Weakdep,
+        OutputFile::Symbols,
+        OutputFile::SymbolsBin,
+        OutputFile::BuiltinBin,
+        OutputFile::BuiltinAliasBin,
+        OutputFile::Devname,
+    ];
+
+    /// File name in the output directory.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFile::Dep => "modules.dep",
+            OutputFile::DepBin => "modules.dep.bin",
+            OutputFile::Alias => "modules.alias",
+            OutputFile::AliasBin => "modules.alias.bin",
+            OutputFile::Softdep => "modules.softdep",
+            OutputFile::Weakdep => "modules.weakdep",
+            OutputFile::Symbols => "modules.symbols",
+            OutputFile::SymbolsBin => "modules.symbols.bin",
+            OutputFile::BuiltinBin => "modules.builtin.bin",
+            OutputFile::BuiltinAliasBin => "modules.builtin.alias.bin",
+            OutputFile::Devname => "modules.devname",
+        }
+    }
+
+    /// Binary indexes are skipped by `-n`.
+    pub fn is_index(self) -> bool {
+        matches!(
+            self,
+            OutputFile::DepBin
+                | OutputFile::AliasBin
+                | OutputFile::SymbolsBin
+                | OutputFile::BuiltinBin
+                | OutputFile::BuiltinAliasBin
+        )
+    }
+}
+
+/// The inputs of every per-module output.
+pub struct Outputs<'r, 'a> {
+    /// Modules in final order.
+    pub modules: &'r [Module],
+    /// Their scan results, same order.
+    pub data: &'a [ModuleData],
+    /// Dependencies and symbols.
+    pub resolved: &'r Resolved<'a>,
+    /// `-w`: report duplicate index entries.
+    pub warn_duplicates: bool,
+}
+
+impl Outputs<'_, '_> {
+    /// Writes the module-derived output `file` (everything but the two builtin
+    /// indexes, which come from their own inputs: see [`crate::builtin`]).
+    pub fn generate(
+        &self,
+        file: OutputFile,
+        out: &mut impl Sink,
+        diags: &mut Vec<Diag>,
+    ) -> Result<(), BadChar> {
+        match file {
+            OutputFile::Dep => self.dep(out),
+            OutputFile::DepBin => return self.dep_bin(out, diags),
+            OutputFile::Alias => self.alias(out),
+            OutputFile::AliasBin => return self.alias_bin(out, diags),
+            OutputFile::Softdep => self.info_lines(
+                out,
+                InfoKey::Softdep,
+                b"# Soft dependencies extracted from modules themselves.\n",
+                b"softdep ",
+            ),
+            OutputFile::Weakdep => self.info_lines(
+                out,
+                InfoKey::Weakdep,
+                b"# Weak dependencies extracted from modules themselves.\n",
+                b"weakdep ",
+            ),
+            OutputFile::Symbols => self.symbols(out),
+            OutputFile::SymbolsBin => return self.symbols_bin(out, diags),
+            OutputFile::Devname => self.devname(out, diags),
+            OutputFile::BuiltinBin | OutputFile::BuiltinAliasBin => {}
+        }
+        Ok(())
+    }
+
+    fn dep_line(&self, i: usize, line: &mut Vec<u8>) {
+        line.clear();
+        line.extend_from_slice(self.modules[i].out_path());
+        line.push(b':');
+        for &d in &self.resolved.deps[i] {
+            line.push(b' ');
+            line.extend_from_slice(self.modules[d as usize].out_path());
+        }
+    }
+
+    fn dep(&self, out: &mut impl Sink) {
+        let mut line = Vec::new();
+        for i in 0..self.modules.len() {
+            self.dep_line(i, &mut line);
+            line.push(b'\n');
+            out.put(&line);
+        }
+    }
+
+    fn dep_bin(&self, out: &mut impl Sink, diags: &mut Vec<Diag>) -> Result<(), BadChar> {
+        let mut trie = Trie::new();
+        let mut line = Vec::new();
+        for (i, m) in self.modules.iter().enumerate() {
+            self.dep_line(i, &mut line);
+            if trie.insert(&m.name, &line, i as u32)? && self.warn_duplicates {
+                diags.push(Diag::DuplicateDep(line.clone()));
+            }
+        }
+        trie.write(out);
+        Ok(())
+    }
+
+    fn alias(&self, out: &mut impl Sink) {
+        out.put(b"# Aliases extracted from modules themselves.\n");
+        for (m, d) in self.modules.iter().zip(self.data) {
+            for a in d.info(InfoKey::Alias) {
+                out.put(b"alias ");
+                out.put(a);
+                out.put(b" ");
+                out.put(&m.name);
+                out.put(b"\n");
+            }
+        }
+    }
+
+    fn alias_bin(&self, out: &mut impl Sink, diags: &mut Vec<Diag>) -> Result<(), BadChar> {
+        let mut trie = Trie::new();
+        for (i, (m, d)) in self.modules.iter().zip(self.data).enumerate() {
+            for a in d.info(InfoKey::Alias) {
+                let Some(key) = normalize(a) else {
+                    diags.push(Diag::UnmatchedBracket(a.to_vec()));
+                    continue;
+                };
+                if trie.insert(&key, &m.name, i as u32)? && self.warn_duplicates {
+                    diags.push(Diag::DuplicateAlias(key, m.name.clone()));
+                }
+            }
+        }
+        trie.write(out);
+        Ok(())
+    }
+
+    fn info_lines(&self, out: &mut impl Sink, key: InfoKey, header: &[u8], word: &[u8]) {
+        out.put(header);
+        for (m, d) in self.modules.iter().zip(self.data) {
+            for v in d.info(key) {
+                out.put(word);
+                out.put(&m.name);
+                out.put(b" ");
+                out.put(v);
+                out.put(b"\n");
+            }
+        }
+    }
+
+    fn symbols(&self, out: &mut impl Sink) {
+        out.put(b"# Aliases for symbols, used by symbol_request().\n");
+        for s in self.resolved.symbols.in_kmod_order() {
+            out.put(b"alias symbol:");
+            out.put(s.name);
+            out.put(b" ");
+            out.put(&self.modules[s.owner as usize].name);
+            out.put(b"\n");
+        }
+    }
+
+    fn symbols_bin(&self, out: &mut impl Sink, diags: &mut Vec<Diag>) -> Result<(), BadChar> {
+        let mut trie = Trie::new();
+        let mut key = Vec::new();
+        for s in self.resolved.symbols.in_kmod_order() {
+            key.clear();
+            key.extend_from_slice(b"symbol:");
+            key.extend_from_slice(s.name);
+            let owner = &self.modules[s.owner as usize];
+            if trie.insert(&key, &owner.name, s.owner)? && self.warn_duplicates {
+                diags.push(Diag::DuplicateSym(key.clone(), owner.name.clone()));
+            }
+        }
+        trie.write(out);
+        Ok(())
+    }
+
+    fn devname(&self, out: &mut impl Sink, diags: &mut Vec<Diag>) {
+        let mut empty = true;
+        for (m, d) in self.modules.iter().zip(self.data) {
+            let mut devname: Option<&[u8]> = None;
+            let mut dev: Option<(u8, u32, u32)> = None;
+            for a in d.info(InfoKey::Alias) {
+                if let Some(name) = a.strip_prefix(b"devname:") {
+                    devname = Some(name);
+                } else if let Some(n) = scan_major_minor(a, b"char-major-") {
+                    dev = Some((b'c', n.0, n.1));
+                } else if let Some(n) = scan_major_minor(a, b"block-major-") {
+                    dev = Some((b'b', n.0, n.1));
+                }
+                if devname.is_some() && dev.is_some() {
+                    break;
+                }
+            }
+            let Some(devname) = devname else { continue };
+            let Some((kind, major, minor)) = dev else {
+                diags.push(Diag::DevnameNoMajor(m.name.clone(), devname.to_vec()));
+                continue;
+            };
+            if empty {
+                out.put(b"# Device nodes to trigger on-demand module loading.\n");
+                empty = false;
+            }
+            out.put(&m.name);
+            out.put(b" ");
+            out.put(devname);
+            out.put(b" ");
+            let mut buf = Vec::with_capacity(24);
+            buf.push(kind);
+            push_decimal(&mut buf, major);
+            buf.push(b':');
+            push_decimal(&mut buf, minor);
+            buf.push(b'\n');
+            out.put(&buf);
+        }
+    }
+}
+
+fn push_decimal(buf: &mut Vec<u8>, mut v: u32) {
+    let mut tmp = [0u8; 10];
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&tmp[i..]);
+}
+
+/// C `sscanf(s, "<prefix>%u-%u", …) == 2`.
+fn scan_major_minor(s: &[u8], prefix: &[u8]) -> Option<(u32, u32)> {
+    let rest = s.strip_prefix(prefix)?;
+    let (major, rest) = scan_u(rest)?;
+    let rest = rest.strip_prefix(b"-")?;
+    let (minor, _) = scan_u(rest)?;
+    Some((major, minor))
+}
+
+/// C `%u`: optional white space, optional sign, decimal digits (wrapping like
+/// `strtoul` cast to `unsigned int`).
+fn scan_u(s: &[u8]) -> Option<(u32, &[u8])> {
+    let mut i = 0;
+    while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
+        i += 1;
+    }
+    let mut neg = false;
+    if i < s.len() && (s[i] == b'+' || s[i] == b'-') {
+        neg = s[i] == b'-';
+        i += 1;
+    }
+    let start = i;
+    let mut v: u64 = 0;
+    let mut overflow = false;
+    while i < s.len() && s[i].is_ascii_digit() {
+        match v
+            .checked_mul(10)
+            .and_then(|x| x.checked_add(u64::from(s[i] - b'0')))
+        {
+            Some(x) => v = x,
+            None => overflow = true,
+        }
+        i += 1;
+    }
+    if i == start {
+        return None;
+    }
+    let v = if overflow {
+        u64::MAX
+    } else if neg {
+        v.wrapping_neg()
+    } else {
+        v
+    };
+    Some((v as u32, &s[i..]))
+}

@@ -1,0 +1,335 @@
+//! Symbols → dependencies (spec §4, §6): the symbol table, each module's direct
+//! dependencies, kmod's topological numbering, the full dependency lists, and the
+//! cycle report when there is no order.
+
+use alloc::vec::Vec;
+
+use crate::diag::Diag;
+use crate::hash;
+use crate::scan::ModuleData;
+use crate::symvers::KernelSymbol;
+
+/// Who provides a symbol.
+pub const KERNEL: u32 = u32::MAX;
+
+/// What the caller decided on the command line.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ResolveOptions {
+    /// `-P c`: the architecture's symbol prefix.
+    pub prefix: Option<u8>,
+    /// `-E` given: compare CRCs.
+    pub check_crcs: bool,
+    /// `-e` (effective: only with `-E` or `-F`): report unknown symbols and mismatches.
+    pub errsyms: bool,
+    /// `-v`: report each new dependency.
+    pub verbose: bool,
+    /// `-E` or `-F` given: the kernel's own symbols are known.
+    pub kernel_symbols: bool,
+}
+
+/// One entry of the symbol table.
+#[derive(Clone, Copy, Debug)]
+pub struct Symbol<'a> {
+    /// Stored name (after prefix strip).
+    pub name: &'a [u8],
+    /// Module index, or [`KERNEL`].
+    pub owner: u32,
+    /// CRC the provider declares.
+    pub crc: u64,
+    hash: u32,
+}
+
+/// kmod's symbol table: insertion replaces ("last writer wins"). An open-addressing
+/// map keyed by kmod's own hash; kmod's 2048-bucket iteration order is recreated by
+/// [`SymbolTable::in_kmod_order`].
+#[derive(Default)]
+pub struct SymbolTable<'a> {
+    entries: Vec<Symbol<'a>>,
+    slots: Vec<u32>,
+}
+
+const EMPTY: u32 = u32::MAX;
+
+impl<'a> SymbolTable<'a> {
+    fn find_slot(&self, name: &[u8], h: u32) -> (usize, Option<usize>) {
+        let mask = self.slots.len() - 1;
+        let mut i = (h as usize).wrapping_mul(0x9e37_79b9) & mask;
+        loop {
+            let e = self.slots[i];
+            if e == EMPTY {
+                return (i, None);
+            }
+            let s = &self.entries[e as usize];
+            if s.hash == h && s.name == name {
+                return (i, Some(e as usize));
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn grow(&mut self) {
+        let n = (self.slots.len() * 2).max(1024);
+        self.slots = alloc::vec![EMPTY; n];
+        let mask = n - 1;
+        for (k, s) in self.entries.iter().enumerate() {
+            let mut i = (s.hash as usize).wrapping_mul(0x9e37_79b9) & mask;
+            while self.slots[i] != EMPTY {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = k as u32;
+        }
+    }
+
+    /// Inserts or replaces.
+    pub fn insert(&mut self, name: &'a [u8], owner: u32, crc: u64) {
+        if (self.entries.len() + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let h = hash::superfast(name);
+        let (slot, found) = self.find_slot(name, h);
+        let sym = Symbol {
+            name,
+            owner,
+            crc,
+            hash: h,
+        };
+        match found {
+            Some(e) => self.entries[e] = sym,
+            None => {
+                self.slots[slot] = self.entries.len() as u32;
+                self.entries.push(sym);
+            }
+        }
+    }
+
+    /// Exact lookup.
+    pub fn get(&self, name: &[u8]) -> Option<&Symbol<'a>> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let (_, found) = self.find_slot(name, hash::superfast(name));
+        found.map(|e| &self.entries[e])
+    }
+
+    /// Number of symbols.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// No symbols?
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Module-provided symbols in kmod's table order (2048 buckets, names ascending
+    /// within a bucket): the order of `modules.symbols`.
+    pub fn in_kmod_order(&self) -> Vec<&Symbol<'a>> {
+        let mut v: Vec<&Symbol<'a>> = self.entries.iter().filter(|s| s.owner != KERNEL).collect();
+        v.sort_unstable_by(|a, b| {
+            (a.hash & (hash::SYMBOL_BUCKETS - 1), a.name)
+                .cmp(&(b.hash & (hash::SYMBOL_BUCKETS - 1), b.name))
+        });
+        v
+    }
+}
+
+/// The dependency graph of a successful run.
+pub struct Resolved<'a> {
+    /// The symbol table (for modules.symbols).
+    pub symbols: SymbolTable<'a>,
+    /// Full dependency list of each module, in output order.
+    pub deps: Vec<Vec<u32>>,
+}
+
+fn strip_prefix(name: &[u8], prefix: Option<u8>) -> &[u8] {
+    match (prefix, name.first()) {
+        (Some(p), Some(&c)) if c == p => &name[1..],
+        _ => name,
+    }
+}
+
+/// Builds the symbol table and dependencies of `data` (one entry per module, in final
+/// module order). Diagnostics are appended in kmod's order. `Err(())` means a
+/// dependency cycle: it has been reported and nothing must be written.
+pub fn resolve<'a>(
+    data: &'a [ModuleData],
+    kernel: &[KernelSymbol<'a>],
+    opts: &ResolveOptions,
+    diags: &mut Vec<Diag>,
+) -> Result<Resolved<'a>, ()> {
+    let n = data.len();
+    let mut symbols = SymbolTable::default();
+    if opts.kernel_symbols {
+        for k in kernel {
+            symbols.insert(k.name, KERNEL, k.crc);
+        }
+        symbols.insert(b"__this_module", KERNEL, 0);
+        symbols.insert(b"_GLOBAL_OFFSET_TABLE_", KERNEL, 0);
+        if symbols.get(b"TOC.").is_none() {
+            symbols.insert(b"TOC.", KERNEL, 0);
+        }
+    }
+    for (i, d) in data.iter().enumerate() {
+        if let Some(e) = d.error {
+            diags.push(Diag::LoadFailed(i as u32, e));
+        }
+        for (name, crc) in d.exports() {
+            symbols.insert(strip_prefix(name, opts.prefix), i as u32, crc);
+        }
+    }
+
+    let mut direct: Vec<Vec<u32>> = alloc::vec![Vec::new(); n];
+    let mut users = alloc::vec![0u32; n];
+    for (i, d) in data.iter().enumerate() {
+        for (name, crc, weak) in d.imports() {
+            let mut key = name.strip_prefix(b".").unwrap_or(name);
+            key = strip_prefix(key, opts.prefix);
+            let Some(sym) = symbols.get(key) else {
+                if opts.errsyms && !weak {
+                    diags.push(Diag::UnknownSymbol(i as u32, name.to_vec()));
+                }
+                continue;
+            };
+            if opts.check_crcs && sym.crc != crc && !weak && opts.errsyms {
+                diags.push(Diag::VersionMismatch(i as u32, name.to_vec()));
+            }
+            let owner = sym.owner;
+            if owner == KERNEL || direct[i].contains(&owner) {
+                continue;
+            }
+            direct[i].push(owner);
+            users[owner as usize] += 1;
+            if opts.verbose {
+                diags.push(Diag::Needs(i as u32, sym.name.to_vec(), owner));
+            }
+        }
+    }
+
+    // Topological numbering (spec §6.1): users before what they use, LIFO.
+    let mut left = users.clone();
+    let mut stack: Vec<u32> = (0..n as u32).filter(|&i| left[i as usize] == 0).collect();
+    let mut sort_idx = alloc::vec![u32::MAX; n];
+    let mut sorted = 0u32;
+    while let Some(i) = stack.pop() {
+        sort_idx[i as usize] = sorted;
+        sorted += 1;
+        for &d in &direct[i as usize] {
+            left[d as usize] -= 1;
+            if left[d as usize] == 0 {
+                stack.push(d);
+            }
+        }
+    }
+    if (sorted as usize) < n {
+        report_cycles(&direct, &left, diags);
+        return Err(());
+    }
+
+    for d in direct.iter_mut() {
+        d.sort_by_key(|&m| sort_idx[m as usize]);
+    }
+    // Full lists: the transitive closure, ascending dep_sort_idx.
+    let mut seen = alloc::vec![u32::MAX; n];
+    let mut deps = Vec::with_capacity(n);
+    let mut work = Vec::new();
+    for (i, dir) in direct.iter().enumerate() {
+        let mut all: Vec<u32> = Vec::new();
+        work.clear();
+        work.extend(dir.iter().rev().copied());
+        while let Some(m) = work.pop() {
+            if seen[m as usize] == i as u32 {
+                continue;
+            }
+            seen[m as usize] = i as u32;
+            all.push(m);
+            work.extend(direct[m as usize].iter().rev().copied());
+        }
+        all.sort_by_key(|&m| sort_idx[m as usize]);
+        deps.push(all);
+    }
+    Ok(Resolved { symbols, deps })
+}
+
+/// Upper bound on the steps of the cycle report. kmod's algorithm can loop forever
+/// (spec §6.4); a legitimate report of even a huge graph needs far fewer steps.
+const CYCLE_STEP_BUDGET: usize = 1 << 22;
+
+/// kmod's cycle report, reproduced step for step (spec §6.4), including its head
+/// rotation when removing from the circular root list. Where kmod would abort on its
+/// stack assertion or never terminate, we stop with [`Diag::CycleReportAborted`].
+fn report_cycles(deps: &[Vec<u32>], left: &[u32], diags: &mut Vec<Diag>) {
+    let n = deps.len();
+    let mut roots: Vec<u32> = (0..n as u32).filter(|&i| left[i as usize] > 0).collect();
+    let capacity = roots.len();
+    let mut head = 0usize;
+    let mut visited = alloc::vec![false; n];
+    let mut in_loop = alloc::vec![false; n];
+    let mut loop_count = 0usize;
+    let mut steps = 0usize;
+
+    // remove(m): the removed element's successor becomes the head.
+    fn remove(roots: &mut Vec<u32>, head: &mut usize, m: u32) {
+        if let Some(p) = roots.iter().position(|&r| r == m) {
+            roots.remove(p);
+            *head = if roots.is_empty() { 0 } else { p % roots.len() };
+        }
+    }
+
+    // Vertices: (module, parent vertex).
+    let mut vertices: Vec<(u32, u32)> = Vec::new();
+    while !roots.is_empty() {
+        let root = roots.remove(head);
+        head = if roots.is_empty() {
+            0
+        } else {
+            head % roots.len()
+        };
+        vertices.clear();
+        vertices.push((root, u32::MAX));
+        let mut stack: Vec<u32> = alloc::vec![0];
+        while let Some(v) = stack.pop() {
+            steps += 1;
+            if steps > CYCLE_STEP_BUDGET {
+                diags.push(Diag::CycleReportAborted);
+                return;
+            }
+            let (m, parent) = vertices[v as usize];
+            if visited[m as usize] && m == root {
+                let mut chain = Vec::new();
+                let mut p = parent;
+                while p != u32::MAX {
+                    let (pm, pp) = vertices[p as usize];
+                    chain.push(pm);
+                    p = pp;
+                }
+                chain.reverse();
+                for &x in &chain {
+                    if !in_loop[x as usize] {
+                        in_loop[x as usize] = true;
+                        loop_count += 1;
+                    }
+                }
+                for &x in &chain {
+                    remove(&mut roots, &mut head, x);
+                }
+                chain.push(m);
+                diags.push(Diag::Cycle(chain));
+                continue;
+            }
+            visited[m as usize] = true;
+            if deps[m as usize].is_empty() {
+                remove(&mut roots, &mut head, m);
+                continue;
+            }
+            for &d in &deps[m as usize] {
+                if stack.len() == capacity {
+                    diags.push(Diag::CycleReportAborted);
+                    return;
+                }
+                vertices.push((d, v));
+                stack.push(vertices.len() as u32 - 1);
+            }
+        }
+    }
+    diags.push(Diag::CycleCount(loop_count));
+}

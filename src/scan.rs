@@ -1,0 +1,351 @@
+//! One module's bytes → what depmod needs from it: `.modinfo` records, exported
+//! symbols (with CRCs) and imported symbols (with the CRCs it expects).
+//!
+//! [`scan`] borrows everything from the module image ([`ModuleScan`]); [`ModuleData`]
+//! is the compact owned form kept after the image is gone (one small arena per
+//! module), so a run never holds more than one decompressed image per worker.
+
+use alloc::vec::Vec;
+
+use crate::elf::{cstr, Elf, ElfError, EM_SPARC, EM_SPARCV9, SHN_ABS, SHN_UNDEF};
+
+/// The `.modinfo` keys depmod acts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InfoKey {
+    /// `alias=`: modules.alias, modules.alias.bin, modules.devname.
+    Alias,
+    /// `softdep=`: modules.softdep.
+    Softdep,
+    /// `weakdep=`: modules.weakdep.
+    Weakdep,
+}
+
+/// A symbol the module exports.
+#[derive(Clone, Copy, Debug)]
+pub struct Export<'a> {
+    /// Name as stored in the module (before any `-P` prefix strip).
+    pub name: &'a [u8],
+    /// CRC from `__crc_<name>`, or 0 for `__ksymtab_strings` exports.
+    pub crc: u64,
+}
+
+/// A symbol the module needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Import<'a> {
+    /// Name as stored in the module (a PPC64 `.` or the `-P` prefix still on it).
+    pub name: &'a [u8],
+    /// CRC the module was built against (from `__versions`), or 0.
+    pub crc: u64,
+    /// A weak reference: never reported as unknown, never CRC-checked.
+    pub weak: bool,
+}
+
+/// Everything depmod reads from one module image, borrowed from it.
+#[derive(Debug)]
+pub struct ModuleScan<'a> {
+    /// `alias`/`softdep`/`weakdep` records in section order (duplicates kept).
+    pub modinfo: Vec<(InfoKey, &'a [u8])>,
+    /// Exported symbols, or why they could not be read (kmod reports this one).
+    pub exports: Result<Vec<Export<'a>>, ElfError>,
+    /// Imported symbols: `.symtab` undefined entries, then unmatched `__versions`.
+    pub imports: Vec<Import<'a>>,
+}
+
+/// Reads a (decompressed) module image. An image that is not a valid ELF file gives
+/// the error kmod prints as "failed to load symbols"; such a module is still listed
+/// in the outputs, with nothing in it.
+pub fn scan(data: &[u8]) -> Result<ModuleScan<'_>, ElfError> {
+    let elf = Elf::parse(data)?;
+    Ok(ModuleScan {
+        modinfo: modinfo(&elf),
+        exports: exports(&elf),
+        imports: imports(&elf),
+    })
+}
+
+/// Splits a string section the way kmod does (`kmod_elf_get_strings`): leading NULs
+/// dropped, strings separated by runs of NULs, a final unterminated string kept.
+fn strings(section: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut s = section;
+    while s.len() > 1 && s[0] == 0 {
+        s = &s[1..];
+    }
+    if s.len() <= 1 {
+        s = &[];
+    }
+    s.split(|&b| b == 0).filter(|p| !p.is_empty())
+}
+
+fn modinfo<'a>(elf: &Elf<'a>) -> Vec<(InfoKey, &'a [u8])> {
+    let Some(section) = elf.section(b".modinfo") else {
+        return Vec::new();
+    };
+    strings(section)
+        .filter_map(|rec| {
+            let eq = rec.iter().position(|&b| b == b'=')?;
+            let key = match &rec[..eq] {
+                b"alias" => InfoKey::Alias,
+                b"softdep" => InfoKey::Softdep,
+                b"weakdep" => InfoKey::Weakdep,
+                _ => return None,
+            };
+            Some((key, &rec[eq + 1..]))
+        })
+        .collect()
+}
+
+/// The `.symtab`/`.strtab` pair when the symbol table is well formed.
+fn symtab<'a>(elf: &Elf<'a>) -> Option<(&'a [u8], &'a [u8], usize)> {
+    let strtab = elf.section(b".strtab")?;
+    let symtab = elf.section(b".symtab")?;
+    if symtab.len() % elf.sym_size() != 0 {
+        return None;
+    }
+    Some((symtab, strtab, symtab.len() / elf.sym_size()))
+}
+
+fn exports<'a>(elf: &Elf<'a>) -> Result<Vec<Export<'a>>, ElfError> {
+    if let Some(list) = crc_exports(elf) {
+        return Ok(list);
+    }
+    // Kernels built without MODVERSIONS: the names in `__ksymtab_strings`.
+    let Some(section) = elf.section(b"__ksymtab_strings") else {
+        return Ok(Vec::new());
+    };
+    let mut s = section;
+    while s.len() > 1 && s[0] == 0 {
+        s = &s[1..];
+    }
+    if s.len() <= 1 {
+        return Ok(Vec::new());
+    }
+    if s.last() != Some(&0) {
+        return Err(ElfError::Malformed);
+    }
+    Ok(strings(s).map(|name| Export { name, crc: 0 }).collect())
+}
+
+/// Exports from `__crc_<name>` symbols, or `None` when kmod would fall back to
+/// `__ksymtab_strings` (no usable symbol table, or no `__crc_` symbol in it).
+fn crc_exports<'a>(elf: &Elf<'a>) -> Option<Vec<Export<'a>>> {
+    let (symtab, strtab, count) = symtab(elf)?;
+    let mut list = Vec::new();
+    for i in 1..count {
+        let sym = elf.sym(symtab, i)?;
+        if sym.name as usize >= strtab.len() {
+            return None;
+        }
+        let Some(name) = elf.string_at(strtab, sym.name).strip_prefix(b"__crc_") else {
+            continue;
+        };
+        let crc = match sym.shndx {
+            SHN_UNDEF | SHN_ABS => sym.value,
+            idx => elf
+                .section_by_index(idx)
+                .filter(|sec| sec.len() >= 4 && sym.value <= sec.len() as u64 - 4)
+                .and_then(|sec| elf.word(sec, sym.value as usize, false))
+                .unwrap_or(u64::MAX),
+        };
+        list.push(Export { name, crc });
+    }
+    if list.is_empty() {
+        None
+    } else {
+        Some(list)
+    }
+}
+
+/// One `__versions` entry: the CRC and the name field (NUL-padded, not necessarily
+/// terminated).
+struct Version<'a> {
+    crc: u64,
+    field: &'a [u8],
+}
+
+fn versions<'a>(elf: &Elf<'a>) -> Vec<Version<'a>> {
+    let Some(section) = elf.section(b"__versions") else {
+        return Vec::new();
+    };
+    if section.len() % 64 != 0 {
+        return Vec::new();
+    }
+    let crc_len = if elf.is64() { 8 } else { 4 };
+    section
+        .chunks_exact(64)
+        .map(|entry| Version {
+            crc: elf.word(entry, 0, elf.is64()).unwrap_or(0),
+            field: &entry[crc_len..],
+        })
+        .collect()
+}
+
+fn imports<'a>(elf: &Elf<'a>) -> Vec<Import<'a>> {
+    let Some((symtab, strtab, count)) = symtab(elf) else {
+        return Vec::new();
+    };
+    let versions = versions(elf);
+    let mut used = alloc::vec![false; versions.len()];
+    let sparc = matches!(elf.machine(), EM_SPARC | EM_SPARCV9);
+    let mut list = Vec::new();
+    for i in 1..count {
+        let Some(sym) = elf.sym(symtab, i) else {
+            return Vec::new();
+        };
+        if sym.shndx != SHN_UNDEF {
+            continue;
+        }
+        // SPARC: STT_REGISTER entries are undefined but not imports.
+        if sparc && sym.kind() == 13 {
+            continue;
+        }
+        if sym.name as usize >= strtab.len() {
+            return Vec::new();
+        }
+        let name = elf.string_at(strtab, sym.name);
+        if name.is_empty() {
+            continue;
+        }
+        let mut crc = 0;
+        // kmod 34: a name field without a NUL inside never matches.
+        if let Some(j) = versions
+            .iter()
+            .position(|v| v.field.contains(&0) && cstr(v.field) == name)
+        {
+            crc = versions[j].crc;
+            used[j] = true;
+        }
+        list.push(Import {
+            name,
+            crc,
+            weak: sym.is_weak(),
+        });
+    }
+    for (v, used) in versions.iter().zip(used) {
+        if used {
+            continue;
+        }
+        if !v.field.contains(&0) {
+            // kmod 34 rejects the whole list.
+            return Vec::new();
+        }
+        list.push(Import {
+            name: cstr(v.field),
+            crc: v.crc,
+            weak: false,
+        });
+    }
+    list
+}
+
+/// Why a module contributes nothing but its name to the outputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadError {
+    /// The image is not ELF (kmod: ENOEXEC).
+    NotElf,
+    /// The image is malformed, empty or too short (kmod: EINVAL).
+    Malformed,
+    /// The file could not be read; the host keeps the OS error number.
+    Io(i32),
+    /// The compressed file could not be decompressed.
+    Decompress(crate::decompress::Error),
+}
+
+impl From<ElfError> for LoadError {
+    fn from(e: ElfError) -> Self {
+        match e {
+            ElfError::NotElf => LoadError::NotElf,
+            ElfError::Malformed => LoadError::Malformed,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Span(u32, u32);
+
+/// The owned, compact result of scanning one module: all names in one arena.
+#[derive(Debug, Default)]
+pub struct ModuleData {
+    arena: Vec<u8>,
+    modinfo: Vec<(InfoKey, Span)>,
+    exports: Vec<(Span, u64)>,
+    imports: Vec<(Span, u64, bool)>,
+    /// Set when kmod would print "failed to load symbols from …".
+    pub error: Option<LoadError>,
+}
+
+impl ModuleData {
+    /// The data of a module that could not be read at all.
+    pub fn failed(error: LoadError) -> Self {
+        ModuleData {
+            error: Some(error),
+            ..Default::default()
+        }
+    }
+
+    /// Scans `image` and copies what depmod keeps.
+    pub fn from_image(image: &[u8]) -> Self {
+        match scan(image) {
+            Ok(scan) => Self::from_scan(&scan),
+            Err(e) => Self::failed(e.into()),
+        }
+    }
+
+    /// Copies a borrowed scan into owned form.
+    pub fn from_scan(scan: &ModuleScan<'_>) -> Self {
+        let mut d = ModuleData::default();
+        let exports: &[Export<'_>] = match &scan.exports {
+            Ok(list) => list,
+            Err(e) => {
+                d.error = Some((*e).into());
+                &[]
+            }
+        };
+        let size = scan.modinfo.iter().map(|m| m.1.len()).sum::<usize>()
+            + exports.iter().map(|e| e.name.len()).sum::<usize>()
+            + scan.imports.iter().map(|i| i.name.len()).sum::<usize>();
+        d.arena.reserve_exact(size);
+        for &(k, v) in &scan.modinfo {
+            let s = d.push(v);
+            d.modinfo.push((k, s));
+        }
+        for e in exports {
+            let s = d.push(e.name);
+            d.exports.push((s, e.crc));
+        }
+        for i in &scan.imports {
+            let s = d.push(i.name);
+            d.imports.push((s, i.crc, i.weak));
+        }
+        d
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Span {
+        let start = self.arena.len() as u32;
+        self.arena.extend_from_slice(bytes);
+        Span(start, self.arena.len() as u32)
+    }
+
+    fn get(&self, s: Span) -> &[u8] {
+        self.arena.get(s.0 as usize..s.1 as usize).unwrap_or(&[])
+    }
+
+    /// Modinfo values with key `key`, in section order.
+    pub fn info(&self, key: InfoKey) -> impl Iterator<Item = &[u8]> {
+        self.modinfo
+            .iter()
+            .filter(move |(k, _)| *k == key)
+            .map(|&(_, s)| self.get(s))
+    }
+
+    /// Exported symbols (name, CRC) in export-list order.
+    pub fn exports(&self) -> impl Iterator<Item = (&[u8], u64)> {
+        self.exports.iter().map(|&(s, crc)| (self.get(s), crc))
+    }
+
+    /// Imported symbols (name, CRC, weak) in import-list order.
+    pub fn imports(&self) -> impl Iterator<Item = (&[u8], u64, bool)> {
+        self.imports
+            .iter()
+            .map(|&(s, crc, w)| (self.get(s), crc, w))
+    }
+}
