@@ -4,18 +4,21 @@
 //! - `oracle`: fetch kmod 34.2 (Debian trixie's build) and its libraries into
 //!   `target/oracle/`, and write `target/oracle/depmod-34.2`, a wrapper that runs it
 //!   with its own dynamic loader. The differential tests use it as the reference.
+//! - `test`: install what the tests need (if missing), then run every check and test.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod oracle;
+mod test;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("oracle") => oracle::run(&root()),
+        Some("test") => test::run_all(&root()),
         _ => {
-            eprintln!("usage: cargo xtask <oracle>");
+            eprintln!("usage: cargo xtask <oracle|test|…>");
             return ExitCode::from(2);
         }
     };

@@ -12,7 +12,13 @@ use std::path::Path;
 use std::process::Command;
 
 const PACKAGES: &[&str] = &[
-    "kmod", "libkmod2", "libc6", "libssl3t64", "liblzma5", "libzstd1", "zlib1g",
+    "kmod",
+    "libkmod2",
+    "libc6",
+    "libssl3t64",
+    "liblzma5",
+    "libzstd1",
+    "zlib1g",
 ];
 
 pub fn run(root: &Path) -> Result<(), String> {
@@ -25,7 +31,12 @@ pub fn run(root: &Path) -> Result<(), String> {
     let apt = dir.join("apt");
     let debs = dir.join("debs");
     let unpacked = dir.join("root");
-    for d in [&apt.join("lists/partial"), &apt.join("cache/archives/partial"), &debs, &unpacked] {
+    for d in [
+        &apt.join("lists/partial"),
+        &apt.join("cache/archives/partial"),
+        &debs,
+        &unpacked,
+    ] {
         fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
     let sources = apt.join("sources.list");

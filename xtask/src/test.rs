@@ -1,0 +1,54 @@
+//! `cargo xtask test`: every test, from a fresh Debian 12 machine.
+//!
+//! It first installs what the tests need when it is missing (as root, with apt-get:
+//! Debian's kmod 30 and busybox as oracles and consumers, compressors, QEMU), the
+//! Rust targets, and the kmod 34.2 oracle; then runs formatting and lint checks, the
+//! no_std build of the core, and the whole test suite.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::run;
+
+/// Debian packages the tests use, with a file that shows each is installed.
+const PACKAGES: &[(&str, &str)] = &[
+    ("kmod", "/usr/sbin/depmod"),
+    ("busybox-static", "/bin/busybox"),
+    ("xz-utils", "/usr/bin/xz"),
+    ("zstd", "/usr/bin/zstd"),
+    ("gzip", "/bin/gzip"),
+    ("binutils", "/usr/bin/readelf"),
+];
+
+/// Installs the missing Debian packages.
+pub fn ensure_packages(extra: &[(&str, &str)]) -> Result<(), String> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .chain(extra)
+        .filter(|(_, file)| !Path::new(file).exists())
+        .map(|(pkg, _)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    run(Command::new("apt-get").arg("-q").arg("update"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+pub fn run_all(root: &Path) -> Result<(), String> {
+    ensure_packages(&[])?;
+    crate::oracle::run(root)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(&cargo).args(["fmt", "--all", "--check"]).current_dir(root))?;
+    run(Command::new(&cargo)
+        .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+        .current_dir(root))?;
+    run(Command::new(&cargo)
+        .args(["test", "--workspace", "--release"])
+        .current_dir(root))?;
+    Ok(())
+}
