@@ -8,6 +8,7 @@ use std::prelude::rust_2021::*;
 use std::{format, vec};
 
 mod load;
+pub use load::MAX_MODULE_SIZE;
 mod report;
 mod walk;
 mod write;

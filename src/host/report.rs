@@ -209,21 +209,18 @@ pub fn load_error(e: &LoadError) -> String {
         LoadError::Malformed => strerror(libc::EINVAL),
         LoadError::Io(errno) => strerror(*errno),
         LoadError::Decompress(d) => {
-            use crate::decompress::{Error, Format};
-            let fmt = |f: &Format| match f {
-                Format::Gzip => "gzip",
-                Format::Xz => "xz",
-                Format::Zstd => "zstd",
-                Format::Plain => "plain",
-            };
+            use crate::decompress::Error;
             match d {
                 Error::Unsupported(f) => {
-                    format!("{} decompression not supported in this build", fmt(f))
+                    format!("{} decompression is not built into this depmod", f.name())
                 }
-                Error::Corrupt(f) => format!("corrupt or truncated {} data", fmt(f)),
-                Error::TooLarge(f) => {
-                    format!("{} data decompresses to more than the size limit", fmt(f))
-                }
+                Error::Corrupt(f) => format!("corrupt {} data", f.name()),
+                Error::Truncated(f) => format!("truncated {} data", f.name()),
+                Error::TooLarge(f) => format!(
+                    "{} data decompresses to more than {} MiB",
+                    f.name(),
+                    crate::host::MAX_MODULE_SIZE >> 20
+                ),
             }
         }
     }
