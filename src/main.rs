@@ -100,7 +100,7 @@ fn long_option(prog: &str, name: &str) -> Result<(&'static str, char, bool), Str
 }
 
 enum Parsed {
-    Run(Options),
+    Run(Box<Options>),
     Exit(u8),
 }
 
@@ -202,7 +202,7 @@ fn parse(prog: &str, report: &Report) -> Parsed {
         None => opts.kversion = None,
     }
     opts.files = rest.map(OsString::into_vec).collect();
-    Parsed::Run(opts)
+    Parsed::Run(Box::new(opts))
 }
 
 fn main() -> ExitCode {
@@ -214,7 +214,7 @@ fn main() -> ExitCode {
     let report = Report::new(prog.clone());
     let code = match parse(&prog, &report) {
         Parsed::Exit(code) => code,
-        Parsed::Run(opts) => host::run(opts, &report),
+        Parsed::Run(opts) => host::run(*opts, &report),
     };
     let _ = std::io::stdout().flush();
     ExitCode::from(code)

@@ -133,6 +133,10 @@ impl<'a> SymbolTable<'a> {
     }
 }
 
+/// The modules have no dependency order; the cycles were reported as diagnostics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cycles;
+
 /// The dependency graph of a successful run.
 pub struct Resolved<'a> {
     /// The symbol table (for modules.symbols).
@@ -149,14 +153,14 @@ fn strip_prefix(name: &[u8], prefix: Option<u8>) -> &[u8] {
 }
 
 /// Builds the symbol table and dependencies of `data` (one entry per module, in final
-/// module order). Diagnostics are appended in kmod's order. `Err(())` means a
+/// module order). Diagnostics are appended in kmod's order. `Err(Cycles)` means a
 /// dependency cycle: it has been reported and nothing must be written.
 pub fn resolve<'a>(
     data: &'a [ModuleData],
     kernel: &[KernelSymbol<'a>],
     opts: &ResolveOptions,
     diags: &mut Vec<Diag>,
-) -> Result<Resolved<'a>, ()> {
+) -> Result<Resolved<'a>, Cycles> {
     let n = data.len();
     let mut symbols = SymbolTable::default();
     if opts.kernel_symbols {
@@ -222,7 +226,7 @@ pub fn resolve<'a>(
     }
     if (sorted as usize) < n {
         report_cycles(&direct, &left, diags);
-        return Err(());
+        return Err(Cycles);
     }
 
     for d in direct.iter_mut() {

@@ -141,17 +141,16 @@ pub fn scan_tree(
     excludes: &[Vec<u8>],
     report: &Report,
 ) -> std::io::Result<()> {
-    let dir = fs::read_dir(os(root)).map_err(|e| {
+    let dir = fs::read_dir(os(root)).inspect_err(|e| {
         report.log_bytes(
             super::report::Level::Error,
             &[
                 b"could not open directory ",
                 root,
                 b": ",
-                io_error(&e).as_bytes(),
+                io_error(e).as_bytes(),
             ],
         );
-        e
     })?;
     let mut ancestors = Vec::new();
     if let Ok(m) = fs::metadata(os(root)) {
