@@ -647,6 +647,33 @@ fn compressed_modules() {
     check(&t, &[]);
 }
 
+/// Compressed payloads that are empty or not ELF: kmod 34.2 rejects a zstd frame whose
+/// content size is 0 ("zstd: Failed to determine decompression size", Invalid argument);
+/// an empty xz payload is "Exec format error".
+#[test]
+fn compressed_edge_payloads() {
+    let t = Tree::new("4.4.4");
+    t.empty_inputs();
+    let elf = km(&["e_fn"], &[]).build();
+    for (name, payload) in [
+        ("empty", &b""[..]),
+        ("text", &b"not an elf"[..]),
+        ("header", &elf[..64]),
+        ("short", &b"\x7fEL"[..]),
+    ] {
+        t.module(
+            &format!("kernel/{name}-z.ko.zst"),
+            compress("zstd", &["-q", "-c"], payload),
+        );
+        t.module(
+            &format!("kernel/{name}-x.ko.xz"),
+            compress("xz", &["-c"], payload),
+        );
+    }
+    t.module("kernel/user.ko", km(&[], &["e_fn"]).build());
+    check(&t, &[]);
+}
+
 /// `.ko.gz`: Debian's kmod 34.2 is built without zlib (like kmod 30): not a module.
 #[test]
 fn compressed_gzip() {
