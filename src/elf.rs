@@ -204,6 +204,35 @@ impl<'a> Elf<'a> {
         })
     }
 
+    /// Finds several sections in one pass over the section table: for each name, the
+    /// same section [`Elf::section`] would return.
+    pub fn sections<const N: usize>(&self, wanted: [&[u8]; N]) -> [Option<&'a [u8]>; N] {
+        let mut found = [None; N];
+        let Some(names) = range(self.data, self.names.0, self.names.1) else {
+            return found;
+        };
+        let mut left = N;
+        for i in 1..self.shnum {
+            if left == 0 {
+                break;
+            }
+            let Some(info) = self.section_info(i) else {
+                continue;
+            };
+            let Some(n) = names.get(info.name as usize..) else {
+                continue;
+            };
+            let name = cstr(n);
+            for (k, w) in wanted.iter().enumerate() {
+                if found[k].is_none() && name == *w {
+                    found[k] = range(self.data, info.offset, info.size);
+                    left -= 1;
+                }
+            }
+        }
+        found
+    }
+
     /// Size of one symbol table entry for this class.
     pub fn sym_size(&self) -> usize {
         if self.is64 {

@@ -56,11 +56,36 @@ pub struct ModuleScan<'a> {
 /// in the outputs, with nothing in it.
 pub fn scan(data: &[u8]) -> Result<ModuleScan<'_>, ElfError> {
     let elf = Elf::parse(data)?;
+    let [modinfo_s, strtab, symtab_s, versions_s, ksymtab_strings] = elf.sections([
+        b".modinfo",
+        b".strtab",
+        b".symtab",
+        b"__versions",
+        b"__ksymtab_strings",
+    ]);
+    let s = Sections {
+        symtab: match (symtab_s, strtab) {
+            (Some(sym), Some(str_)) if sym.len() % elf.sym_size() == 0 => {
+                Some((sym, str_, sym.len() / elf.sym_size()))
+            }
+            _ => None,
+        },
+        versions: versions_s,
+        ksymtab_strings,
+    };
     Ok(ModuleScan {
-        modinfo: modinfo(&elf),
-        exports: exports(&elf),
-        imports: imports(&elf),
+        modinfo: modinfo(modinfo_s),
+        exports: exports(&elf, &s),
+        imports: imports(&elf, &s),
     })
+}
+
+/// The sections depmod reads, found in one pass.
+struct Sections<'a> {
+    /// `.symtab`, `.strtab` and the entry count, when the symbol table is well formed.
+    symtab: Option<(&'a [u8], &'a [u8], usize)>,
+    versions: Option<&'a [u8]>,
+    ksymtab_strings: Option<&'a [u8]>,
 }
 
 /// Splits a string section the way kmod does (`kmod_elf_get_strings`): leading NULs
@@ -76,8 +101,8 @@ fn strings(section: &[u8]) -> impl Iterator<Item = &[u8]> {
     s.split(|&b| b == 0).filter(|p| !p.is_empty())
 }
 
-fn modinfo<'a>(elf: &Elf<'a>) -> Vec<(InfoKey, &'a [u8])> {
-    let Some(section) = elf.section(b".modinfo") else {
+fn modinfo(section: Option<&[u8]>) -> Vec<(InfoKey, &[u8])> {
+    let Some(section) = section else {
         return Vec::new();
     };
     strings(section)
@@ -94,22 +119,12 @@ fn modinfo<'a>(elf: &Elf<'a>) -> Vec<(InfoKey, &'a [u8])> {
         .collect()
 }
 
-/// The `.symtab`/`.strtab` pair when the symbol table is well formed.
-fn symtab<'a>(elf: &Elf<'a>) -> Option<(&'a [u8], &'a [u8], usize)> {
-    let strtab = elf.section(b".strtab")?;
-    let symtab = elf.section(b".symtab")?;
-    if symtab.len() % elf.sym_size() != 0 {
-        return None;
-    }
-    Some((symtab, strtab, symtab.len() / elf.sym_size()))
-}
-
-fn exports<'a>(elf: &Elf<'a>) -> Result<Vec<Export<'a>>, ElfError> {
-    if let Some(list) = crc_exports(elf) {
+fn exports<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> Result<Vec<Export<'a>>, ElfError> {
+    if let Some(list) = crc_exports(elf, s) {
         return Ok(list);
     }
     // Kernels built without MODVERSIONS: the names in `__ksymtab_strings`.
-    let Some(section) = elf.section(b"__ksymtab_strings") else {
+    let Some(section) = s.ksymtab_strings else {
         return Ok(Vec::new());
     };
     let mut s = section;
@@ -127,8 +142,8 @@ fn exports<'a>(elf: &Elf<'a>) -> Result<Vec<Export<'a>>, ElfError> {
 
 /// Exports from `__crc_<name>` symbols, or `None` when kmod would fall back to
 /// `__ksymtab_strings` (no usable symbol table, or no `__crc_` symbol in it).
-fn crc_exports<'a>(elf: &Elf<'a>) -> Option<Vec<Export<'a>>> {
-    let (symtab, strtab, count) = symtab(elf)?;
+fn crc_exports<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> Option<Vec<Export<'a>>> {
+    let (symtab, strtab, count) = s.symtab?;
     let mut list = Vec::new();
     for i in 1..count {
         let sym = elf.sym(symtab, i)?;
@@ -162,8 +177,8 @@ struct Version<'a> {
     field: &'a [u8],
 }
 
-fn versions<'a>(elf: &Elf<'a>) -> Vec<Version<'a>> {
-    let Some(section) = elf.section(b"__versions") else {
+fn versions<'a>(elf: &Elf<'a>, section: Option<&'a [u8]>) -> Vec<Version<'a>> {
+    let Some(section) = section else {
         return Vec::new();
     };
     if section.len() % 64 != 0 {
@@ -179,12 +194,24 @@ fn versions<'a>(elf: &Elf<'a>) -> Vec<Version<'a>> {
         .collect()
 }
 
-fn imports<'a>(elf: &Elf<'a>) -> Vec<Import<'a>> {
-    let Some((symtab, strtab, count)) = symtab(elf) else {
+fn imports<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> Vec<Import<'a>> {
+    let Some((symtab, strtab, count)) = s.symtab else {
         return Vec::new();
     };
-    let versions = versions(elf);
+    let versions = versions(elf, s.versions);
     let mut used = alloc::vec![false; versions.len()];
+    // kmod 34: a name field without a NUL inside never matches. kmod searches the
+    // entries linearly for each import; a sorted index finds the same (first) entry.
+    let names: Vec<Option<&[u8]>> = versions
+        .iter()
+        .map(|v| v.field.contains(&0).then(|| cstr(v.field)))
+        .collect();
+    let mut by_hash: Vec<(u32, u32)> = names
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| n.map(|n| (fnv(n), i as u32)))
+        .collect();
+    by_hash.sort_unstable();
     let sparc = matches!(elf.machine(), EM_SPARC | EM_SPARCV9);
     let mut list = Vec::new();
     for i in 1..count {
@@ -206,13 +233,16 @@ fn imports<'a>(elf: &Elf<'a>) -> Vec<Import<'a>> {
             continue;
         }
         let mut crc = 0;
-        // kmod 34: a name field without a NUL inside never matches.
-        if let Some(j) = versions
+        let h = fnv(name);
+        let at = by_hash.partition_point(|&(k, _)| k < h);
+        // Entries with this hash, in index order: the first equal name is kmod's.
+        if let Some(&(_, j)) = by_hash[at..]
             .iter()
-            .position(|v| v.field.contains(&0) && cstr(v.field) == name)
+            .take_while(|&&(k, _)| k == h)
+            .find(|&&(_, j)| names[j as usize] == Some(name))
         {
-            crc = versions[j].crc;
-            used[j] = true;
+            crc = versions[j as usize].crc;
+            used[j as usize] = true;
         }
         list.push(Import {
             name,
@@ -235,6 +265,13 @@ fn imports<'a>(elf: &Elf<'a>) -> Vec<Import<'a>> {
         });
     }
     list
+}
+
+/// FNV-1a: a cheap hash to index `__versions` names.
+fn fnv(s: &[u8]) -> u32 {
+    s.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// Why a module contributes nothing but its name to the outputs.

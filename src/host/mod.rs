@@ -326,39 +326,123 @@ pub fn run(opts: Options, report: &Report) -> u8 {
 
 /// Reads an input file of DIR, warning as kmod does when it is missing.
 fn read_input(dir: &[u8], name: &str, report: &Report) -> Option<Vec<u8>> {
+    read_input_quiet(dir, name)
+        .map_err(|e| report_missing_input(dir, name, &e, report))
+        .ok()
+}
+
+fn read_input_quiet(dir: &[u8], name: &str) -> std::io::Result<Vec<u8>> {
     let mut path = dir.to_vec();
     path.push(b'/');
     path.extend_from_slice(name.as_bytes());
-    match fs::read(os(&path)) {
-        Ok(b) => Some(b),
-        Err(e) => {
-            if fs::metadata(os(dir)).map(|m| m.is_dir()).unwrap_or(false) {
-                report.log_bytes(
-                    Level::Warning,
-                    &[
-                        b"could not open ",
-                        name.as_bytes(),
-                        b" at ",
-                        dir,
-                        b": ",
-                        io_error(&e).as_bytes(),
-                    ],
-                );
-            } else {
-                let e = fs::read_dir(os(dir)).err().unwrap_or(e);
-                report.log_bytes(
-                    Level::Warning,
-                    &[
-                        b"could not open directory ",
-                        dir,
-                        b": ",
-                        io_error(&e).as_bytes(),
-                    ],
-                );
-            }
-            None
-        }
+    fs::read(os(&path))
+}
+
+/// kmod's warning for a missing `modules.order`/`builtin`/`builtin.modinfo`.
+fn report_missing_input(dir: &[u8], name: &str, e: &std::io::Error, report: &Report) {
+    if fs::metadata(os(dir)).map(|m| m.is_dir()).unwrap_or(false) {
+        report.log_bytes(
+            Level::Warning,
+            &[
+                b"could not open ",
+                name.as_bytes(),
+                b" at ",
+                dir,
+                b": ",
+                io_error(e).as_bytes(),
+            ],
+        );
+    } else {
+        let e = fs::read_dir(os(dir))
+            .err()
+            .unwrap_or_else(|| std::io::Error::from_raw_os_error(libc::ENOENT));
+        report.log_bytes(
+            Level::Warning,
+            &[
+                b"could not open directory ",
+                dir,
+                b": ",
+                io_error(&e).as_bytes(),
+            ],
+        );
     }
+}
+
+/// One output file's bytes, and what to say about it, in kmod's order.
+struct Produced {
+    bytes: Vec<u8>,
+    missing_input: Option<(&'static str, std::io::Error)>,
+    diags: Vec<Diag>,
+    result: Result<(), crate::index::BadChar>,
+}
+
+fn produce(file: OutputFile, outputs: &Outputs<'_, '_>, dir: &[u8]) -> Produced {
+    let mut p = Produced {
+        bytes: Vec::new(),
+        missing_input: None,
+        diags: Vec::new(),
+        result: Ok(()),
+    };
+    let input = match file {
+        OutputFile::BuiltinBin => Some("modules.builtin"),
+        OutputFile::BuiltinAliasBin => Some("modules.builtin.modinfo"),
+        _ => None,
+    };
+    p.result = match input {
+        Some(name) => match read_input_quiet(dir, name) {
+            Ok(data) => {
+                let trie = if file == OutputFile::BuiltinBin {
+                    builtin::builtin_index(&data, &mut p.diags)
+                } else {
+                    builtin::builtin_alias_index(&data, &mut p.diags)
+                };
+                trie.map(|t| t.write(&mut p.bytes))
+            }
+            Err(e) => {
+                // kmod leaves the file empty (0 bytes) when its input is missing.
+                p.missing_input = Some((name, e));
+                Ok(())
+            }
+        },
+        None => outputs.generate(file, &mut p.bytes, &mut p.diags),
+    };
+    p
+}
+
+/// Generates every output, on all cores; results in [`OutputFile::ALL`] order.
+fn produce_all(outputs: &Outputs<'_, '_>, dir: &[u8]) -> Vec<Produced> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let files = OutputFile::ALL;
+    let next = AtomicUsize::new(0);
+    let slots: Mutex<Vec<Option<Produced>>> = Mutex::new((0..files.len()).map(|_| None).collect());
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(files.len());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&file) = files.get(i) else { break };
+                let p = produce(file, outputs, dir);
+                slots.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(p);
+            });
+        }
+    });
+    slots
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|p| {
+            p.unwrap_or(Produced {
+                bytes: Vec::new(),
+                missing_input: None,
+                diags: Vec::new(),
+                result: Ok(()),
+            })
+        })
+        .collect()
 }
 
 fn write_outputs(
@@ -430,25 +514,14 @@ fn write_outputs(
             return 1;
         }
     };
-    for file in OutputFile::ALL {
-        let mut buf = Vec::new();
-        let result = match file {
-            OutputFile::BuiltinBin => match read_input(dir, "modules.builtin", report) {
-                Some(text) => builtin::builtin_index(&text, &mut diags).map(|t| t.write(&mut buf)),
-                None => Ok(()),
-            },
-            OutputFile::BuiltinAliasBin => match read_input(dir, "modules.builtin.modinfo", report)
-            {
-                Some(data) => {
-                    builtin::builtin_alias_index(&data, &mut diags).map(|t| t.write(&mut buf))
-                }
-                None => Ok(()),
-            },
-            _ => outputs.generate(file, &mut buf, &mut diags),
-        };
-        for d in diags.drain(..) {
-            report.diag(&d, ctx);
+    for (file, produced) in OutputFile::ALL.into_iter().zip(produce_all(outputs, dir)) {
+        if let Some((name, e)) = &produced.missing_input {
+            report_missing_input(dir, name, e, report);
         }
+        for d in &produced.diags {
+            report.diag(d, ctx);
+        }
+        let (buf, result) = (produced.bytes, produced.result);
         if let Err(bad) = result {
             let c = bad.byte;
             report.log_bytes(
