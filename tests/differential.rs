@@ -1969,7 +1969,12 @@ fn file_mode() {
 fn quick_mode() {
     let t = rich_tree();
     let dep = t.moddir().join("modules.dep");
-    let now = SystemTime::now();
+    // Whole seconds, so that "+500 ms" below stays within the same second.
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
     let old = now - Duration::from_secs(3600);
     let older = now - Duration::from_secs(7200);
     // No modules.dep: error line and full run.
@@ -2029,7 +2034,8 @@ fn outdir_and_moddir() {
         o.files.keys()
     );
     check34(&t, &["--outdir", &format!("{out}/")]);
-    check34(&t, &["--outdir=/nonexistent-depmod-test/../..", "-n"]);
+    // -n never creates the output directory.
+    check34(&t, &[&format!("--outdir={out}/no/such/dir"), "-n"]);
     // Relative outdir / basedir against the cwd.
     let d = Diff {
         v30: false,
