@@ -25,6 +25,13 @@
 //! patterns without back-references. Back-references make matching NP-hard in general;
 //! such patterns are matched by a depth-first search over `(state, position, captures)`
 //! with a memo and a hard budget (`MAX_BACKREF_STATES`): past it the answer is "no match".
+//! Known differences from glibc, all in corners no kernel-version pattern reaches (found
+//! by `ERE_ORACLE_SCALE=10` runs of `tests/ere_oracle.rs`): glibc lets `^` match right
+//! after a newline the pattern itself consumed and `$` right before one (`.^` matches
+//! `"a\n"`), drops anchors inside bodies it copies for `+`/`{m,n}` (`(a$){2}` matches
+//! `"aa"`), and fails some back-references to empty groups (`(){2}\1`). This module
+//! implements the POSIX meaning in those cases.
+//!
 //! Nothing recurses: parsing, compiling and matching use explicit stacks, so hostile
 //! nesting like `((((…))))` cannot overflow the stack. Repetition bounds are expanded
 //! like glibc does; a pattern whose expansion exceeds `MAX_PROGRAM` items is refused
