@@ -69,7 +69,11 @@ pub fn golden_dir() -> Option<PathBuf> {
             .join("../shared/golden")
             .join(format!("debian-{KVER}")),
     };
-    dir.join("MANIFEST").is_file().then_some(dir)
+    if dir.join("MANIFEST").is_file() {
+        Some(fs::canonicalize(&dir).unwrap_or(dir))
+    } else {
+        None
+    }
 }
 
 /// A name no other process or thread will pick: `<prefix>.<pid>.<counter>.<nanos>`.
@@ -126,6 +130,14 @@ pub fn sha256(path: &Path) -> Result<String, String> {
         .ok_or_else(|| format!("sha256sum {}: no output", path.display()))
 }
 
+/// Where the `.deb` of `package` at `version` is cached (`apt-get download`'s name).
+pub fn deb_path(package: &str, version: &str) -> PathBuf {
+    target_dir().join("debs").join(format!(
+        "{package}_{}_amd64.deb",
+        version.replace(':', "%3a")
+    ))
+}
+
 /// The cached `.deb` of `package` at `version`, downloading it with
 /// `apt-get download package=version` if it is missing (or, when `sha256` is given,
 /// if the cached file's hash differs). The download must have the expected hash.
@@ -134,10 +146,13 @@ pub fn fetch_deb(
     version: &str,
     sha256_hex: Option<&str>,
 ) -> Result<PathBuf, String> {
+    let path = deb_path(package, version);
     let debs = target_dir().join("debs");
     fs::create_dir_all(&debs).map_err(|e| err(debs.display(), e))?;
-    let name = format!("{package}_{}_amd64.deb", version.replace(':', "%3a"));
-    let path = debs.join(&name);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if path.is_file() {
         match sha256_hex {
             None => return Ok(path),

@@ -5,10 +5,13 @@
 //!   `target/oracle/`, and write `target/oracle/depmod-34.2`, a wrapper that runs it
 //!   with its own dynamic loader. The differential tests use it as the reference.
 //! - `test`: install what the tests need (if missing), then run every check and test.
+//! - `demo`: build our depmod, run it on Debian's real 6.1.0-56-amd64 module tree
+//!   (fetched and cached under `target/`), show what it wrote and compare with kmod 34.2.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod demo;
 mod oracle;
 mod test;
 
@@ -16,9 +19,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("oracle") => oracle::run(&root()),
+        Some("demo") => demo::run(&root()),
         Some("test") => test::run_all(&root()),
         _ => {
-            eprintln!("usage: cargo xtask <oracle|test|…>");
+            eprintln!("usage: cargo xtask <oracle|test|demo|…>");
             return ExitCode::from(2);
         }
     };
