@@ -13,9 +13,10 @@
 //! * `trees/debian-<kver>-headers/`: the headers package unpacked (holds
 //!   `usr/src/linux-headers-<kver>/Module.symvers`).
 //!
-//! Concurrent test processes are safe: downloads and unpacks happen in private
-//! temporary names and are published with an atomic `rename`; a loser of the race
-//! discards its copy and uses the winner's.
+//! Concurrent tests are safe: threads of one process take turns (a mutex), and across
+//! processes downloads and unpacks happen under private temporary names and are
+//! published with an atomic `rename`; a loser of the race discards its copy and uses
+//! the winner's.
 //!
 //! [`fresh_copy`] gives a test a writable `lib/modules/<kver>` of its own: directories
 //! are recreated, module files are hard-linked (depmod only reads them and replaces its
@@ -28,6 +29,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The kernel version of the tree.
@@ -217,8 +219,19 @@ pub fn unpack_cached(deb: &Path, name: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// Serialises fetching and unpacking inside one process (tests run in threads), so a
+/// fresh checkout unpacks each package once rather than once per test.
+static FETCH_LOCK: Mutex<()> = Mutex::new(());
+
+fn fetch_lock() -> MutexGuard<'static, ()> {
+    FETCH_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The unpacked image package (a root directory holding `lib/modules/<KVER>`).
 pub fn image_root() -> Result<PathBuf, String> {
+    let _guard = fetch_lock();
     let deb = fetch_deb(IMAGE_PACKAGE, DEB_VERSION, Some(IMAGE_SHA256))?;
     unpack_cached(&deb, &format!("debian-{KVER}"))
 }
@@ -238,6 +251,7 @@ pub fn module_dir() -> Result<PathBuf, String> {
 
 /// The headers package's `Module.symvers` (in the cache; copy it before changing it).
 pub fn module_symvers() -> Result<PathBuf, String> {
+    let _guard = fetch_lock();
     let deb = fetch_deb(HEADERS_PACKAGE, DEB_VERSION, None)?;
     let root = unpack_cached(&deb, &format!("debian-{KVER}-headers"))?;
     let path = root
