@@ -7,11 +7,13 @@
 //! - `test`: install what the tests need (if missing), then run every check and test.
 //! - `demo`: build our depmod, run it on Debian's real 6.1.0-56-amd64 module tree
 //!   (fetched and cached under `target/`), show what it wrote and compare with kmod 34.2.
+//! - `fuzz [--time SECS]`: run every fuzz target of `fuzz/` (see `fuzz.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod demo;
+mod fuzz;
 mod oracle;
 mod test;
 
@@ -21,6 +23,7 @@ fn main() -> ExitCode {
         Some("oracle") => oracle::run(&root()),
         Some("demo") => demo::run(&root()),
         Some("test") => test::run_all(&root()),
+        Some("fuzz") => fuzz::run_cmd(&root(), &args[1..]),
         _ => {
             eprintln!("usage: cargo xtask <oracle|test|demo|…>");
             return ExitCode::from(2);

@@ -1,0 +1,17 @@
+//! `modules.builtin` → `modules.builtin.bin`, read back.
+#![no_main]
+
+use depmod::builtin::builtin_index;
+use depmod::index::Reader;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut diags = Vec::new();
+    if let Ok(trie) = builtin_index(data, &mut diags) {
+        let mut out = Vec::new();
+        trie.write(&mut out);
+        Reader::new(&out)
+            .and_then(|r| r.entries())
+            .expect("our own index reads back");
+    }
+});
