@@ -4,7 +4,7 @@
 //!
 //! Installs what it needs when missing (the nightly toolchain, `cargo-fuzz`), then
 //! writes fresh seed corpora under `target/fuzz/seeds/<target>/` from the real Debian
-//! 6.1 modules (`target/tree`, fetched with apt-get when absent) and from small
+//! 6.1 modules (`tests/common/debian.rs` fetches them) and from small
 //! hand-made inputs. What libFuzzer finds stays in `target/fuzz/corpus/<target>/` and
 //! is reused by the next run. Logs go to `target/fuzz/logs/<target>.log`, crashing
 //! inputs to `target/fuzz/artifacts/<target>/`; any crash fails the command, after the
@@ -35,8 +35,11 @@ pub const TARGETS: &[&str] = &[
     "pipeline",
 ];
 
-const KVER: &str = "6.1.0-56-amd64";
-const IMAGE_PACKAGE: &str = "linux-image-6.1.0-56-amd64-unsigned";
+// Also included by `demo`: each user gets its own copy of this std-only module.
+#[allow(clippy::duplicate_mod)]
+#[path = "../../tests/common/debian.rs"]
+mod debian;
+use debian::KVER;
 /// Separator of module images in `pipeline` inputs (see fuzz/fuzz_targets/pipeline.rs).
 const SEP: &[u8] = b"--MODULE--";
 
@@ -263,51 +266,6 @@ fn ensure_tools() -> Result<(), String> {
     crate::test::ensure_packages(&[])
 }
 
-/// `<root>/target/tree/lib/modules/<kver>`: the Debian kernel's modules, unpacked from
-/// its package (downloaded with apt-get into `target/debs` when missing).
-pub fn debian_moddir(root: &Path) -> Result<PathBuf, String> {
-    let tree = root.join("target/tree");
-    let moddir = tree.join("lib/modules").join(KVER);
-    if moddir.join("kernel").is_dir() {
-        return Ok(moddir);
-    }
-    let debs = root.join("target/debs");
-    fs::create_dir_all(&debs).map_err(|e| e.to_string())?;
-    let find = || {
-        fs::read_dir(&debs).ok().and_then(|rd| {
-            rd.flatten().map(|e| e.path()).find(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(IMAGE_PACKAGE) && n.ends_with(".deb"))
-            })
-        })
-    };
-    if find().is_none() {
-        eprintln!("xtask fuzz: downloading {IMAGE_PACKAGE}");
-        let download = || {
-            run(Command::new("apt-get")
-                .args(["-q", "download", IMAGE_PACKAGE])
-                .current_dir(&debs))
-        };
-        if download().is_err() {
-            run(Command::new("apt-get").args(["-q", "update"]))?;
-            download()?;
-        }
-    }
-    let deb = find().ok_or("the kernel package did not download")?;
-    let tmp = root.join("target/tree.partial-fuzz");
-    let _ = fs::remove_dir_all(&tmp);
-    run(Command::new("dpkg").arg("-x").arg(&deb).arg(&tmp))?;
-    if !moddir.join("kernel").is_dir() {
-        // Another process may have unpacked it meanwhile; otherwise move ours in place.
-        let _ = fs::remove_dir_all(&tree);
-        fs::rename(&tmp, &tree).map_err(|e| format!("{}: {e}", tree.display()))?;
-    } else {
-        let _ = fs::remove_dir_all(&tmp);
-    }
-    Ok(moddir)
-}
-
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {
     fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let p = dir.join(name);
@@ -362,7 +320,7 @@ fn make_seeds(root: &Path, seeds: &Path) -> Result<(), String> {
     let dir = |t: &str| seeds.join(t);
     hand_made_seeds(&dir)?;
 
-    let moddir = debian_moddir(root)?;
+    let moddir = debian::module_dir()?;
     let all = modules_under(&moddir.join("kernel"));
     // The smallest modules: real ELF layouts that fit libFuzzer's input sizes.
     let mut small: Vec<&(PathBuf, u64)> = all.iter().filter(|(_, n)| *n <= 24 << 10).collect();
@@ -485,6 +443,8 @@ fn make_seeds(root: &Path, seeds: &Path) -> Result<(), String> {
         );
     }
     write(&dir("symvers"), "synthetic", &symvers)?;
+    let real = read(&debian::module_symvers()?)?;
+    write(&dir("symvers"), "debian", &head(&real, 8 << 10))?;
     write(&dir("system_map"), "synthetic", &sysmap)?;
     for name in ["modules.builtin.bin", "modules.builtin.alias.bin"] {
         write(&dir("index_reader"), name, &read(&outdir.join(name))?)?;
