@@ -43,6 +43,17 @@ pub enum Offer {
     BadName,
 }
 
+/// Why a file-mode module could not be added.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddError {
+    /// The name is too long.
+    BadName,
+    /// The same path was given twice (the module name is attached).
+    SamePath(Vec<u8>),
+    /// Another path already holds this module name: (name, old path).
+    OtherPath(Vec<u8>, Vec<u8>),
+}
+
 /// Modules collected during discovery, deduplicated by name.
 pub struct ModuleSet<'c> {
     dir: Vec<u8>,
@@ -99,14 +110,18 @@ impl<'c> ModuleSet<'c> {
         }
     }
 
-    /// Adds a file given on the command line (file mode: no ranking). Returns the
-    /// path of the module already holding that name, if any.
-    pub fn add_file(&mut self, path: &[u8]) -> Result<(), Option<Vec<u8>>> {
+    /// Adds a file given on the command line (file mode: no ranking, and a second
+    /// file with the same name is an error).
+    pub fn add_file(&mut self, path: &[u8]) -> Result<(), AddError> {
         let Some(name) = names::modname(path) else {
-            return Err(None);
+            return Err(AddError::BadName);
         };
         if let Some(&i) = self.by_name.get(&name) {
-            return Err(Some(self.modules[i].path.clone()));
+            return Err(if self.modules[i].path == path {
+                AddError::SamePath(name)
+            } else {
+                AddError::OtherPath(name, self.modules[i].path.clone())
+            });
         }
         self.by_name.insert(name.clone(), self.modules.len());
         self.modules.push(Module {

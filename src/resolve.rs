@@ -257,6 +257,10 @@ pub fn resolve<'a>(
 /// Upper bound on the steps of the cycle report. kmod's algorithm can loop forever
 /// (spec §6.4); a legitimate report of even a huge graph needs far fewer steps.
 const CYCLE_STEP_BUDGET: usize = 1 << 22;
+/// Upper bound on the module names printed in cycle reports. In some graphs kmod
+/// prints ever longer "Cycle detected" lines forever; we stop after this many names
+/// (the lines printed until then are kmod's).
+const CYCLE_NAME_BUDGET: usize = 1 << 17;
 
 /// kmod's cycle report, reproduced step for step (spec §6.4), including its head
 /// rotation when removing from the circular root list. Where kmod would abort on its
@@ -270,6 +274,7 @@ fn report_cycles(deps: &[Vec<u32>], left: &[u32], diags: &mut Vec<Diag>) {
     let mut in_loop = alloc::vec![false; n];
     let mut loop_count = 0usize;
     let mut steps = 0usize;
+    let mut names_printed = 0usize;
 
     // remove(m): the removed element's successor becomes the head.
     fn remove(roots: &mut Vec<u32>, head: &mut usize, m: u32) {
@@ -317,6 +322,11 @@ fn report_cycles(deps: &[Vec<u32>], left: &[u32], diags: &mut Vec<Diag>) {
                     remove(&mut roots, &mut head, x);
                 }
                 chain.push(m);
+                names_printed += chain.len();
+                if names_printed > CYCLE_NAME_BUDGET {
+                    diags.push(Diag::CycleReportAborted);
+                    return;
+                }
                 diags.push(Diag::Cycle(chain));
                 continue;
             }

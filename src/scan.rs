@@ -107,14 +107,18 @@ fn modinfo(section: Option<&[u8]>) -> Vec<(InfoKey, &[u8])> {
     };
     strings(section)
         .filter_map(|rec| {
-            let eq = rec.iter().position(|&b| b == b'=')?;
-            let key = match &rec[..eq] {
+            // A record without `=` is a key with an empty value.
+            let (key, value) = match rec.iter().position(|&b| b == b'=') {
+                Some(eq) => (&rec[..eq], &rec[eq + 1..]),
+                None => (rec, &rec[rec.len()..]),
+            };
+            let key = match key {
                 b"alias" => InfoKey::Alias,
                 b"softdep" => InfoKey::Softdep,
                 b"weakdep" => InfoKey::Weakdep,
                 _ => return None,
             };
-            Some((key, &rec[eq + 1..]))
+            Some((key, value))
         })
         .collect()
 }

@@ -24,7 +24,7 @@ pub use report::{io_error, strerror, DiagContext, Level, Report};
 
 use crate::builtin;
 use crate::diag::Diag;
-use crate::modset::ModuleSet;
+use crate::modset::{AddError, ModuleSet};
 use crate::output::{OutputFile, Outputs};
 use crate::resolve::{self, ResolveOptions};
 use crate::symvers;
@@ -183,6 +183,31 @@ pub fn run(opts: Options, report: &Report) -> u8 {
         all = true;
     }
 
+    // kmod creates its library context here; with -vv, libkmod says so (the
+    // pointers are ours: the logging function and the run's options).
+    report.info(format_args!(
+        "custom logging function {:p} registered",
+        Report::log as fn(&Report, Level, std::fmt::Arguments<'_>)
+    ));
+    let code = run_with_context(&opts, report, &kver, &dir, &outdir, all);
+    if !report.fatal_seen() {
+        report.info(format_args!(
+            "context {:p} released",
+            &opts as *const Options
+        ));
+    }
+    code
+}
+
+/// The part of [`run`] after kmod has created its library context.
+fn run_with_context(
+    opts: &Options,
+    report: &Report,
+    kver: &[u8],
+    dir: &[u8],
+    outdir: &[u8],
+    all: bool,
+) -> u8 {
     // Kernel symbols (-E wins over -F).
     let symfile = opts.symvers.as_ref().or(opts.system_map.as_ref());
     let symfile_bytes = match symfile {
@@ -257,9 +282,27 @@ pub fn run(opts: Options, report: &Report) -> u8 {
                 );
                 return 1;
             }
-            if let Err(old) = set.add_file(f) {
-                if let Some(old) = old {
-                    let name = crate::names::modname(f).unwrap_or_default();
+            match set.add_file(f) {
+                Ok(()) => {}
+                Err(AddError::BadName) => {
+                    report.log_bytes(
+                        Level::Fatal,
+                        &[b"could not add module ", f, b": Invalid argument"],
+                    );
+                    return 1;
+                }
+                Err(AddError::SamePath(name)) => {
+                    report.log_bytes(
+                        Level::Error,
+                        &[b"hash_add_unique ", &name, b": File exists"],
+                    );
+                    report.log_bytes(
+                        Level::Fatal,
+                        &[b"could not add module ", f, b": File exists"],
+                    );
+                    return 1;
+                }
+                Err(AddError::OtherPath(name, old)) => {
                     report.log_bytes(
                         Level::Error,
                         &[
@@ -272,12 +315,12 @@ pub fn run(opts: Options, report: &Report) -> u8 {
                             b"'",
                         ],
                     );
+                    report.log_bytes(
+                        Level::Fatal,
+                        &[b"could not create module ", f, b": File exists"],
+                    );
+                    return 1;
                 }
-                report.log_bytes(
-                    Level::Fatal,
-                    &[b"could not create module ", f, b": File exists"],
-                );
-                return 1;
             }
         }
     }
@@ -527,7 +570,9 @@ fn write_outputs(
             report.log_bytes(
                 Level::Fatal,
                 &[
-                    format!("Module index: bad character '{}'=0x{c:x} - only 7-bit ASCII is supported:\n", c as char).as_bytes(),
+                    b"Module index: bad character '",
+                    &[c],
+                    format!("'=0x{c:x} - only 7-bit ASCII is supported:\n").as_bytes(),
                     &bad.string,
                 ],
             );
@@ -563,7 +608,26 @@ fn write_outputs(
 }
 
 /// `-A`: are all modules older than `modules.dep`? (spec §1.5)
+///
+/// Walks like kmod's `depfile_up_to_date_dir`, including its messages — whose path
+/// comes from a buffer only updated for directories and module files, so an
+/// unsupported file is named after the entry before it, as kmod names it.
 fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
+    let root = match fs::read_dir(os(dir)) {
+        Ok(r) => r,
+        Err(e) => {
+            report.log_bytes(
+                Level::Error,
+                &[
+                    b"could not open directory ",
+                    dir,
+                    b": ",
+                    io_error(&e).as_bytes(),
+                ],
+            );
+            return false;
+        }
+    };
     let mut dep = dir.to_vec();
     dep.extend_from_slice(b"/modules.dep");
     let dep_mtime = match fs::metadata(os(&dep)) {
@@ -581,24 +645,21 @@ fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
             return false;
         }
     };
-    let root = match fs::read_dir(os(dir)) {
-        Ok(r) => r,
-        Err(e) => {
-            report.log_bytes(
-                Level::Error,
-                &[
-                    b"could not open directory ",
-                    dir,
-                    b": ",
-                    io_error(&e).as_bytes(),
-                ],
-            );
-            return false;
-        }
-    };
-    let mut stack = vec![(root, dir.to_vec())];
+    // kmod's path buffer: a C string in a PATH_MAX array.
+    let mut buf = vec![0u8; PATH_MAX + 1];
+    let shown = |buf: &[u8]| crate::elf::cstr(buf).to_vec();
+    buf[..dir.len()].copy_from_slice(dir);
+    buf[dir.len()] = b'/';
+    let base = dir.len() + 1;
+    // (directory iterator, its base length); kmod's first directory is fd 3.
+    let mut stack = vec![(root, base)];
     let mut seen = Vec::new();
-    while let Some((iter, base)) = stack.last_mut() {
+    loop {
+        let fd = 2 + stack.len();
+        let Some((iter, base)) = stack.last_mut() else {
+            return true;
+        };
+        let base = *base;
         let Some(entry) = iter.next() else {
             stack.pop();
             continue;
@@ -609,23 +670,77 @@ fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
         if name == b"build" || name == b"source" {
             continue;
         }
-        let mut path = base.clone();
-        path.push(b'/');
-        path.extend_from_slice(name);
-        let Ok(m) = fs::metadata(os(&path)) else {
+        if base + name.len() + 2 >= PATH_MAX {
+            buf[base] = 0;
+            report.log_bytes(Level::Error, &[b"path is too long ", &shown(&buf), name]);
             continue;
+        }
+        let mut path = buf[..base].to_vec();
+        path.extend_from_slice(name);
+        let m = match fs::metadata(os(&path)) {
+            Ok(m) => m,
+            Err(e) => {
+                report.log_bytes(
+                    Level::Error,
+                    &[
+                        format!("fstatat({fd}, ").as_bytes(),
+                        name,
+                        b"): ",
+                        io_error(&e).as_bytes(),
+                    ],
+                );
+                continue;
+            }
         };
         if m.is_dir() {
+            buf[base..base + name.len()].copy_from_slice(name);
+            buf[base + name.len()] = 0;
+            if base + name.len() + 2 + 255 >= PATH_MAX {
+                report.log_bytes(
+                    Level::Error,
+                    &[b"directory path is too long ", &shown(&buf)],
+                );
+                continue;
+            }
             if seen.contains(&(m.dev(), m.ino())) {
                 continue;
             }
-            seen.push((m.dev(), m.ino()));
-            if let Ok(sub) = fs::read_dir(os(&path)) {
-                stack.push((sub, path));
+            match fs::read_dir(os(&path)) {
+                Ok(sub) => {
+                    seen.push((m.dev(), m.ino()));
+                    buf[base + name.len()] = b'/';
+                    buf[base + name.len() + 1] = 0;
+                    stack.push((sub, base + name.len() + 1));
+                }
+                Err(e) => report.log_bytes(
+                    Level::Error,
+                    &[
+                        format!("openat({fd}, ").as_bytes(),
+                        name,
+                        b", O_RDONLY): ",
+                        io_error(&e).as_bytes(),
+                    ],
+                ),
             }
-        } else if m.is_file() && walk::is_module_name(name) && m.mtime() > dep_mtime {
-            return false;
+        } else if m.is_file() {
+            if !walk::is_module_name(name) {
+                continue;
+            }
+            buf[base..base + name.len()].copy_from_slice(name);
+            buf[base + name.len()] = 0;
+            if m.mtime() > dep_mtime {
+                return false;
+            }
+        } else {
+            let bits = m.mode() & 0o170000;
+            report.log_bytes(
+                Level::Error,
+                &[
+                    b"unsupported file type ",
+                    &shown(&buf),
+                    format!(": {bits:o}").as_bytes(),
+                ],
+            );
         }
     }
-    true
 }

@@ -7,7 +7,7 @@ use std::{format, vec};
 
 use std::fmt;
 use std::io::Write;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::diag::Diag;
 use crate::scan::LoadError;
@@ -43,6 +43,7 @@ impl Level {
 pub struct Report {
     prog: String,
     threshold: AtomicU32,
+    fatal: AtomicBool,
 }
 
 impl Report {
@@ -51,6 +52,7 @@ impl Report {
         Report {
             prog,
             threshold: AtomicU32::new(Level::Warning as u32),
+            fatal: AtomicBool::new(false),
         }
     }
 
@@ -65,8 +67,16 @@ impl Report {
         self.threshold.load(Ordering::Relaxed) - Level::Warning as u32
     }
 
+    /// Has a FATAL message been printed (the run is ending on the spot)?
+    pub fn fatal_seen(&self) -> bool {
+        self.fatal.load(Ordering::Relaxed)
+    }
+
     /// Prints one message if its level is shown.
     pub fn log(&self, level: Level, args: fmt::Arguments<'_>) {
+        if level == Level::Fatal {
+            self.fatal.store(true, Ordering::Relaxed);
+        }
         if level as u32 > self.threshold.load(Ordering::Relaxed) {
             return;
         }
@@ -76,6 +86,9 @@ impl Report {
 
     /// A message with bytes that may not be UTF-8 (paths, module data): written raw.
     pub fn log_bytes(&self, level: Level, parts: &[&[u8]]) {
+        if level == Level::Fatal {
+            self.fatal.store(true, Ordering::Relaxed);
+        }
         if level as u32 > self.threshold.load(Ordering::Relaxed) {
             return;
         }
@@ -180,7 +193,14 @@ impl Report {
             ),
             Diag::SymversBadCrc(n, tok) => self.log_bytes(
                 Error,
-                &[ctx.file, format!(":{n} Invalid symbol version ").as_bytes(), tok, b": Success"],
+                &[
+                    ctx.file,
+                    format!(":{n} Invalid symbol version ").as_bytes(),
+                    tok,
+                    // kmod prints a stale errno here: the ENOENT its library context
+                    // left behind while probing for configuration files.
+                    b": No such file or directory",
+                ],
             ),
             Diag::SystemMapBadLine(n, l) => {
                 self.log_bytes(Error, &[ctx.file, format!(":{n}: invalid line: ").as_bytes(), l])
