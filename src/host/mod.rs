@@ -251,13 +251,13 @@ fn run_with_context(
         opts.config.clone()
     };
     let cfg = if all {
-        walk::read_config(&cfg_paths, &kver, report)
+        walk::read_config(&cfg_paths, kver, report)
     } else {
         Default::default()
     };
-    let mut set = ModuleSet::new(&dir, &cfg);
+    let mut set = ModuleSet::new(dir, &cfg);
     if all {
-        if let Err(e) = walk::scan_tree(&dir, &mut set, &cfg.excludes, report) {
+        if let Err(e) = walk::scan_tree(dir, &mut set, &cfg.excludes, report) {
             report.fatal(format_args!("could not search modules: {}", io_error(&e)));
             return 1;
         }
@@ -326,14 +326,14 @@ fn run_with_context(
     }
 
     // Module order.
-    let order = read_input(&dir, "modules.order", report);
+    let order = read_input(dir, "modules.order", report);
     let modules = set.finish(order.as_deref(), &mut diags);
     let paths: Vec<Vec<u8>> = modules.iter().map(|m| m.path.clone()).collect();
     let names: Vec<Vec<u8>> = modules.iter().map(|m| m.name.clone()).collect();
     let ctx = DiagContext {
         paths: &paths,
         names: &names,
-        dir: &dir,
+        dir: dir,
         file: &[],
     };
     for d in diags.drain(..) {
@@ -364,7 +364,7 @@ fn run_with_context(
         resolved: &resolved,
         warn_duplicates: opts.warn,
     };
-    write_outputs(&outputs, &dir, &outdir, opts.dry_run, report, &ctx)
+    write_outputs(&outputs, dir, outdir, opts.dry_run, report, &ctx)
 }
 
 /// Reads an input file of DIR, warning as kmod does when it is missing.
