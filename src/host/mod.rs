@@ -333,7 +333,7 @@ fn run_with_context(
     let ctx = DiagContext {
         paths: &paths,
         names: &names,
-        dir: dir,
+        dir,
         file: &[],
     };
     for d in diags.drain(..) {
