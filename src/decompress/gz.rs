@@ -1,46 +1,60 @@
-//! gzip through `zlib-rs` (pure Rust). kbuild writes single-member files with the
-//! uncompressed size (mod 2³²) in the trailer, which sizes the output in one go.
+//! gzip through `zlib-rs` (pure Rust), streaming into the caller's buffer. kbuild
+//! writes single-member files whose trailer holds the uncompressed size (mod 2³²),
+//! which sizes the buffer up front.
 
 use alloc::vec::Vec;
+
+use zlib_rs::{Inflate, InflateFlush, Status};
 
 use super::{Error, Format};
 
 const F: Format = Format::Gzip;
 
 pub fn decode(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Error> {
-    if input.len() < 18 {
-        return Err(Error::Truncated(F));
-    }
-    let n = input.len();
-    let isize =
-        u32::from_le_bytes([input[n - 4], input[n - 3], input[n - 2], input[n - 1]]) as usize;
-    // The trailer is a hint: it is only the size mod 2^32, and may be corrupt. Try it
-    // (plus a page of slack to see whether the stream really ends there), then grow.
-    let mut size = isize.saturating_add(4096).min(limit.saturating_add(1));
+    let hint = match input.len().checked_sub(4).and_then(|at| input.get(at..)) {
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]) as usize,
+        _ => 0,
+    };
+    out.clear();
+    // A trailer is only a hint (it may be corrupt): start there, grow if needed.
+    let mut size = hint
+        .saturating_add(1)
+        .clamp(4096, limit.saturating_add(1).max(4096));
+    // window_bits 31: gzip header and trailer, 32 KiB window.
+    let mut inflate = Inflate::new(true, 31);
     loop {
-        out.clear();
-        out.resize(size, 0);
-        let config = zlib_rs::InflateConfig {
-            window_bits: 16 + 15,
-        };
-        let (written, rc) = zlib_rs::decompress_slice(out, input, config);
-        let len = written.len();
-        match rc {
-            zlib_rs::ReturnCode::Ok => {
-                if len > limit {
-                    return Err(Error::TooLarge(F));
+        let len = out.len();
+        if len == out.capacity() || out.capacity() < size {
+            out.reserve(size.saturating_sub(len));
+        }
+        out.resize(out.capacity().max(len + 1), 0);
+        let consumed = usize::try_from(inflate.total_in()).unwrap_or(usize::MAX);
+        let rest = input.get(consumed..).unwrap_or(&[]);
+        let before = inflate.total_out();
+        let status = inflate.decompress(
+            rest,
+            out.get_mut(len..).unwrap_or(&mut []),
+            InflateFlush::NoFlush,
+        );
+        let produced = usize::try_from(inflate.total_out() - before).unwrap_or(usize::MAX);
+        out.truncate(len.saturating_add(produced));
+        if out.len() > limit {
+            return Err(Error::TooLarge(F));
+        }
+        match status {
+            Ok(Status::StreamEnd) => return Ok(()),
+            Ok(Status::Ok | Status::BufError) => {
+                let all_in =
+                    usize::try_from(inflate.total_in()).unwrap_or(usize::MAX) >= input.len();
+                if all_in && out.len() < out.capacity() {
+                    // Input exhausted while there was room for output: cut short.
+                    return Err(Error::Truncated(F));
                 }
-                out.truncate(len);
-                return Ok(());
-            }
-            zlib_rs::ReturnCode::BufError if len == size => {
-                if size > limit {
-                    return Err(Error::TooLarge(F));
+                if out.len() == out.capacity() {
+                    size = out.capacity().saturating_mul(2);
                 }
-                size = size.saturating_mul(2).min(limit.saturating_add(1));
             }
-            zlib_rs::ReturnCode::BufError => return Err(Error::Truncated(F)),
-            _ => return Err(Error::Corrupt(F)),
+            Err(_) => return Err(Error::Corrupt(F)),
         }
     }
 }

@@ -6,3 +6,4 @@ pub mod debian;
 pub mod elfgen;
 pub mod oracle;
 pub mod tree;
+pub mod variants;

@@ -8,13 +8,23 @@
 //! - `demo`: build our depmod, run it on Debian's real 6.1.0-56-amd64 module tree
 //!   (fetched and cached under `target/`), show what it wrote and compare with kmod 34.2.
 //! - `fuzz [--time SECS]`: run every fuzz target of `fuzz/` (see `fuzz.rs`).
+//! - `dist [--tiny]`: static musl binaries for x86_64, aarch64, armv7 (`dist.rs`).
+//! - `image ARCH` / `qemu ARCH`: an initramfs where our depmod runs, booted under
+//!   QEMU (`image.rs`, `qemu.rs`).
+//! - `bench [--runs N]`: ours vs kmod on the real tree, plain and gz/xz/zst (`bench.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod bench;
+mod cpio;
+mod debs;
 mod demo;
+mod dist;
 mod fuzz;
+mod image;
 mod oracle;
+mod qemu;
 mod test;
 
 fn main() -> ExitCode {
@@ -22,8 +32,12 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("oracle") => oracle::run(&root()),
         Some("demo") => demo::run(&root()),
+        Some("bench") => bench::run(&root(), &args[1..]),
         Some("test") => test::run_all(&root()),
         Some("fuzz") => fuzz::run_cmd(&root(), &args[1..]),
+        Some("dist") => dist::run_cli(&root(), &args[1..]),
+        Some("image") => image::run_cli(&root(), &args[1..]),
+        Some("qemu") => qemu::run_cli(&root(), &args[1..]),
         _ => {
             eprintln!("usage: cargo xtask <oracle|test|demo|…>");
             return ExitCode::from(2);
