@@ -131,6 +131,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
         // Work on a scratch copy with hard links, so outputs do not touch the cache.
         let work = root.join("target/bench/work").join(name);
         let _ = fs::remove_dir_all(&work);
+        if let Some(parent) = work.parent() {
+            fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
         crate::run(Command::new("cp").arg("-al").arg(src).arg(&work))?;
         for f in fs::read_dir(work.join("lib/modules").join(kver))
             .map_err(|e| e.to_string())?
