@@ -1,0 +1,205 @@
+//! Limits: what hostile input sizes cost. A decompression bomb is refused at the size
+//! cap with a clear message; a tiny corrupt file costs little; a module with very many
+//! symbols, a deep directory tree and a pathological depmod.d pattern finish in
+//! bounded time without blowing the stack.
+//!
+//! Tests named `regression_*` reproduce problems found by the fuzzers and the
+//! corruption tests (see the report in each).
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::elfgen::Elf;
+use common::oracle::{self, RunOpts, Status};
+use common::tree::Tree;
+
+const KVER: &str = "4.4.4";
+
+fn run_ours(tree: &Tree, timeout: Duration) -> (String, Status, Duration) {
+    let start = Instant::now();
+    let (_, err, status) = oracle::run_raw(
+        &oracle::ours(),
+        &tree.std_args(),
+        &RunOpts {
+            timeout,
+            ..Default::default()
+        },
+    );
+    (
+        String::from_utf8_lossy(&err).into_owned(),
+        status,
+        start.elapsed(),
+    )
+}
+
+fn dep_lines(tree: &Tree) -> Vec<String> {
+    fs::read_to_string(tree.moddir().join("modules.dep"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A zstd stream of 1 GiB + 1 MiB of zeros (a few dozen KiB compressed): refused
+/// at the 1 GiB cap with a message naming the file; the run still exits 0.
+#[test]
+fn decompression_bomb_is_refused() {
+    let tree = Tree::new(KVER);
+    tree.empty_inputs();
+    let mut child = Command::new("zstd")
+        .args(["-1", "-c", "-q"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("zstd (cargo xtask test installs it)");
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..(1024 + 1) {
+            stdin.write_all(&zeros).unwrap();
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success());
+    assert!(out.stdout.len() < 1 << 20);
+    tree.module("kernel/bomb.ko.zst", &out.stdout);
+    tree.module(
+        "kernel/good.ko",
+        Elf::x86_64().modinfo(&["alias=good"]).build(),
+    );
+    let (err, status, took) = run_ours(&tree, Duration::from_secs(60));
+    assert_eq!(status, Status::Exit(0), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("bomb.ko.zst") && lines[0].contains("more than"),
+        "{err}"
+    );
+    assert!(dep_lines(&tree).contains(&"kernel/bomb.ko.zst:".to_string()));
+    eprintln!("bomb refused in {took:?}");
+}
+
+/// Regression (found by the `decompress_gz` fuzz target, 2 KiB input): the gzip
+/// decoder sizes its buffer from the 4-byte ISIZE trailer and fills it with zeros
+/// before decoding, so a 24-byte junk `.ko.gz` ending in `FF FF FF FF` makes depmod
+/// allocate and zero the whole 1 GiB cap (1 GiB of RSS, 2 s) before saying the data
+/// is corrupt. Under a 512 MiB address-space limit the run must still succeed.
+#[test]
+fn regression_junk_gzip_with_huge_size_trailer_is_cheap() {
+    let tree = Tree::new(KVER);
+    tree.empty_inputs();
+    for i in 0..4 {
+        tree.module(
+            &format!("kernel/junk{i}.ko.gz"),
+            b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03garbagegarbage\xff\xff\xff\xff",
+        );
+    }
+    tree.module(
+        "kernel/good.ko",
+        Elf::x86_64().modinfo(&["alias=good"]).build(),
+    );
+    let start = Instant::now();
+    let out = Command::new("prlimit")
+        .arg(format!("--as={}", 512u64 << 20))
+        .arg("--")
+        .arg(&oracle::ours().path)
+        .args(tree.std_args())
+        .output()
+        .expect("prlimit (util-linux)");
+    let took = start.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "depmod under a 512 MiB address-space limit: {} after {took:?}\n{err}",
+        out.status
+    );
+    assert_eq!(err.lines().count(), 4, "{err}");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
+/// A module with 20000 undefined symbols and 20000 `__versions` entries (1.7 MB):
+/// matching them must not be quadratic enough to hang (kmod's loop is O(n·m); we
+/// must finish in seconds).
+#[test]
+fn many_symbols_and_versions_finish_quickly() {
+    let n = 20_000;
+    let names: Vec<String> = (0..n).map(|i| format!("sym_{i:06}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    // Versions in the reverse order, so that each lookup walks far.
+    let versions: Vec<(u64, &str)> = refs.iter().rev().map(|s| (0x1234, *s)).collect();
+    let big = Elf::x86_64().undefs(&refs).versions(&versions).build();
+    let tree = Tree::new(KVER);
+    tree.empty_inputs();
+    tree.module("kernel/big.ko", &big);
+    tree.module(
+        "kernel/provider.ko",
+        Elf::x86_64().ksymtab(&refs[..10]).build(),
+    );
+    let (err, status, took) = run_ours(&tree, Duration::from_secs(30));
+    assert_eq!(status, Status::Exit(0), "after {took:?}: {err}");
+    assert!(
+        dep_lines(&tree).contains(&"kernel/big.ko: kernel/provider.ko".to_string()),
+        "{:?}",
+        dep_lines(&tree)
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+/// Regression (found by the `depmod_d` fuzz target: a 90-byte config that took more
+/// than 20 s): the ERE compiler's epsilon closure is exponential in stacked
+/// quantifiers (`a\*****…`), as glibc's regcomp is (kmod 34.2 takes 12 s on the fuzz
+/// input and hangs on longer runs of `*`). `x**` means `x*`, so a run of 40 must
+/// compile at once.
+#[test]
+fn regression_stacked_quantifiers_in_depmod_d_compile_quickly() {
+    // The fuzz input (target/fuzz/artifacts/depmod_d/timeout-f03fd0a5…): kernel
+    // version, then the configuration text.
+    let kver = "6.1.0-5-6amd64";
+    let conf: &[u8] = b"override m ^(7|57|7)\\**************+**********************e*^x\xfd? y\n";
+    for (name, text) in [
+        ("fuzz", conf.to_vec()),
+        (
+            "stars",
+            format!("override a ^a\\{}+ y\n", "*".repeat(40)).into_bytes(),
+        ),
+    ] {
+        let tree = Tree::new(kver);
+        tree.empty_inputs();
+        tree.module("kernel/a.ko", Elf::x86_64().build());
+        common::tree::write_file(&tree.confdir().join("x.conf"), &text);
+        let (err, status, took) = run_ours(&tree, Duration::from_secs(10));
+        assert_eq!(status, Status::Exit(0), "{name}: after {took:?}: {err}");
+        assert!(took < Duration::from_secs(2), "{name}: took {took:?}");
+    }
+}
+
+/// A directory tree 1000 levels deep (2000-byte paths): walked without recursion,
+/// every module found, as kmod does.
+#[test]
+fn deep_directory_tree() {
+    let tree = Tree::new(KVER);
+    tree.empty_inputs();
+    let mut rel = String::from("kernel");
+    let mut expect = Vec::new();
+    for depth in 1..=1000 {
+        rel.push_str("/d");
+        if depth % 250 == 0 {
+            let m = format!("{rel}/m{depth}.ko");
+            tree.module(&m, Elf::x86_64().build());
+            expect.push(format!("{m}:"));
+        }
+    }
+    let (err, status, took) = run_ours(&tree, Duration::from_secs(30));
+    assert_eq!(status, Status::Exit(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+    let mut got = dep_lines(&tree);
+    got.sort();
+    expect.sort();
+    assert_eq!(got, expect);
+    eprintln!("1000 levels in {took:?}");
+}
