@@ -18,6 +18,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("zstd", "/usr/bin/zstd"),
     ("gzip", "/bin/gzip"),
     ("binutils", "/usr/bin/readelf"),
+    ("strace", "/usr/bin/strace"),
+    ("util-linux", "/usr/bin/prlimit"),
 ];
 
 /// Installs the missing Debian packages.
@@ -50,5 +52,7 @@ pub fn run_all(root: &Path) -> Result<(), String> {
     run(Command::new(&cargo)
         .args(["test", "--workspace", "--release"])
         .current_dir(root))?;
+    // Fuzz smoke run: every target of fuzz/ for 30 s (`cargo xtask fuzz`).
+    crate::fuzz::run_cmd(root, &["--time".to_string(), "30".to_string()])?;
     Ok(())
 }
