@@ -182,6 +182,22 @@ pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
     }
 }
 
+/// `cargo xtask test`'s part: the Rust targets, the no_std build of the core for a
+/// bare-metal target, `dist` and `dist --tiny` (sizes printed, budgets enforced),
+/// and both QEMU boots.
+pub fn ci(root: &Path) -> Result<(), String> {
+    crate::test::ensure_packages(crate::qemu::PACKAGES)?;
+    ensure_toolchains(true)?;
+    run(Command::new(cargo_stable())
+        .args(["build", "-p", "depmod", "--lib", "--no-default-features"])
+        .args(["--target", "thumbv7em-none-eabihf"])
+        .current_dir(root))?;
+    run_cli(root, &[])?;
+    run_cli(root, &["--tiny".to_string()])?;
+    crate::qemu::run_cli(root, &["x86_64".to_string()])?;
+    crate::qemu::run_cli(root, &["aarch64".to_string()])
+}
+
 const PROFILE: &str = "dist";
 
 /// libzstd's documented size knobs (`lib/README.md`, "Reducing binary size").

@@ -109,9 +109,7 @@ pub fn boot(image: &Image) -> Result<(), String> {
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).split(b'\n') {
             let Ok(line) = line else { break };
-            let line = String::from_utf8_lossy(&line)
-                .trim_end_matches('\r')
-                .to_string();
+            let line = printable(&String::from_utf8_lossy(&line));
             if tx.send(line).is_err() {
                 break;
             }
@@ -240,6 +238,31 @@ pub fn boot(image: &Image) -> Result<(), String> {
     }
 }
 
+/// A console line without terminal control sequences (SeaBIOS clears the screen).
+fn printable(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => {
+                // ESC [ parameters letter, or ESC and one character.
+                if chars.next_if_eq(&'[').is_some() {
+                    for p in chars.by_ref() {
+                        if p.is_ascii_alphabetic() {
+                            break;
+                        }
+                    }
+                } else {
+                    chars.next();
+                }
+            }
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn is_input(name: &str) -> bool {
     matches!(
         name,
@@ -249,6 +272,12 @@ fn is_input(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn printable() {
+        let line = "\x1bc\x1b[?7l\x1b[2Jinit: up\r";
+        assert_eq!(super::printable(line), "init: up");
+    }
+
     #[test]
     fn base64() {
         assert_eq!(super::decode_base64("aGVsbG8K\n").unwrap(), b"hello\n");

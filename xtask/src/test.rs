@@ -52,6 +52,8 @@ pub fn run_all(root: &Path) -> Result<(), String> {
     run(Command::new(&cargo)
         .args(["test", "--workspace", "--release"])
         .current_dir(root))?;
+    // no_std build for thumbv7em, static musl binaries, QEMU boots (`dist.rs`).
+    crate::dist::ci(root)?;
     // Fuzz smoke run: every target of fuzz/ for 30 s (`cargo xtask fuzz`).
     crate::fuzz::run_cmd(root, &["--time".to_string(), "30".to_string()])?;
     Ok(())
