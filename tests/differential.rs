@@ -9,7 +9,7 @@ mod common;
 
 use common::elfgen::*;
 use common::oracle::*;
-use common::tree::Tree;
+use common::tree::*;
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -100,33 +100,23 @@ fn set_mtime(p: &Path, t: SystemTime) {
 }
 
 /// Compress `data` with the `cmd` tool reading from a file (so that zstd records the
-/// content size in the frame header, as the kernel build does), or from a pipe when
-/// `piped` (zstd then omits the content size).
-fn compress_with(cmd: &str, args: &[&str], data: &[u8], piped: bool) -> Vec<u8> {
-    use std::io::Write;
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in");
-    fs::write(&input, data).unwrap();
-    let mut c = std::process::Command::new(cmd);
-    c.args(args).stdout(std::process::Stdio::piped());
-    if piped {
-        c.stdin(std::process::Stdio::piped());
-    } else {
-        c.arg(&input).stdin(std::process::Stdio::null());
-    }
-    let mut c = c
-        .spawn()
-        .unwrap_or_else(|e| panic!("{cmd} is needed for this test: {e}"));
-    if piped {
-        c.stdin.take().unwrap().write_all(data).unwrap();
-    }
-    let out = c.wait_with_output().unwrap();
-    assert!(out.status.success());
-    out.stdout
-}
-
+/// content size in the frame header, as the kernel build does).
 fn compress(cmd: &str, args: &[&str], data: &[u8]) -> Vec<u8> {
     compress_with(cmd, args, data, false)
+}
+
+/// `check` with the oracles run on stand-ins for the files ours reads otherwise by
+/// intent (see `Subst`; `Tree::packed` makes them).
+fn check_substs(t: &Tree, opts: &[&str], substs: &[Subst], v30: bool) -> Outcome {
+    check_with(
+        t,
+        &args(t, opts),
+        &Diff {
+            substs: substs.to_vec(),
+            v30,
+            ..diff_opts(t)
+        },
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -568,20 +558,42 @@ fn elf_kmod_assertions() {
 
 /// zstd frames without the content size in their header (`zstd < in > out`): kmod 34.2
 /// cannot decompress them ("zstd: Failed to determine decompression size", printed three
-/// times per module), kmod 30 can (so no kmod 30 comparison).
+/// times per module), kmod 30 and ours can (intended difference C). The oracles get the
+/// payload itself in the same file; kmod 30 also runs on the tree as it is.
 #[test]
 fn compressed_zstd_without_content_size() {
     let t = Tree::new("4.4.4");
     t.empty_inputs();
-    let a = km(&["a_fn"], &[]).build();
-    t.module(
-        "kernel/a.ko.zst",
-        compress_with("zstd", &["-q", "-c"], &a, true),
-    );
+    let mut substs = Vec::new();
+    let a = km(&["a_fn"], &[]).modinfo(&["alias=zst:a"]).build();
+    substs.extend(t.packed_module("kernel/a.ko.zst", &a, Pack::ZstPiped, Damage::Intact));
     let b = km(&["b_fn"], &["a_fn"]).build();
-    t.module("kernel/b.ko.zst", compress("zstd", &["-q", "-c"], &b));
-    t.module("kernel/c.ko", km(&[], &["a_fn", "b_fn"]).build());
-    check34(&t, &[]);
+    assert!(t
+        .packed_module("kernel/b.ko.zst", &b, Pack::Zst, Damage::Intact)
+        .is_none());
+    // Without content size, behind a .ko suffix, and in an external directory.
+    let c = km(&["c_fn"], &["a_fn", "b_fn"]).build();
+    substs.extend(t.packed_module("kernel/c.ko", &c, Pack::ZstPiped, Damage::Intact));
+    let x = km(&[], &["c_fn"]).build();
+    substs.extend(t.packed("ext/x.ko.zst", &x, Pack::ZstPiped, Damage::Intact));
+    t.conf(
+        "ext.conf",
+        &format!("external * {}/ext\n", t.root.display()),
+    );
+    assert_eq!(substs.len(), 3);
+    assert!(substs.iter().all(|s| s.v30_as_is && s.oracle_rel == s.rel));
+    let o = check_substs(&t, &[], &substs, true);
+    assert_eq!(
+        text(&o, "modules.dep"),
+        format!(
+            "kernel/c.ko: kernel/b.ko.zst kernel/a.ko.zst\n\
+             kernel/b.ko.zst: kernel/a.ko.zst\n\
+             kernel/a.ko.zst:\n\
+             {}/ext/x.ko.zst: kernel/c.ko kernel/b.ko.zst kernel/a.ko.zst\n",
+            t.root.display()
+        )
+    );
+    check_substs(&t, &["-n", "-v"], &substs, true);
 }
 
 /// `__ksymtab_strings` without a final NUL: kmod 34.2 rejects the module, kmod 30 takes
@@ -611,8 +623,9 @@ fn ksymtab_strings_unterminated() {
     check34(&t, &[]);
 }
 
-/// Compressed modules (xz with both checks, zstd), compression detected by magic, a
-/// corrupt stream.
+/// Compressed modules (xz with both checks, zstd), compression detected by magic, and
+/// streams that cannot be decompressed: ours names each once with the reason (intended
+/// difference B), kmod prints its decompressor's lines and "Invalid argument".
 #[test]
 fn compressed_modules() {
     let t = Tree::new("4.4.4");
@@ -632,64 +645,171 @@ fn compressed_modules() {
         "kernel/zst-in-ko.ko",
         compress("zstd", &["-q", "-c"], &km(&[], &["b_fn"]).build()),
     );
-    // Corrupt streams.
+    // Streams that cannot be decompressed (B).
+    let mut substs = Vec::new();
+    // A flipped byte amid the LZMA2 data (kmod: "xz: File is corrupt").
     let mut x = compress("xz", &["-c"], &km(&[], &["a_fn"]).build());
     let n = x.len();
     x[n / 2] ^= 0xff;
     t.module("kernel/corrupt.ko.xz", &x);
-    let z = compress("zstd", &["-q", "-c"], &km(&[], &["a_fn"]).build());
-    t.module("kernel/truncated.ko.zst", &z[..z.len() / 2]);
+    substs.push(Subst {
+        rel: t.mod_rel("kernel/corrupt.ko.xz"),
+        oracle_rel: t.mod_rel("kernel/corrupt.ko.xz"),
+        oracle_content: None,
+        ours_error: Some("corrupt xz data".into()),
+        v30_as_is: true,
+    });
+    let bad = km(&["bad_fn"], &["a_fn"]).build();
+    for (rel, p, d) in [
+        ("kernel/truncated.ko.zst", Pack::Zst, Damage::Truncated),
+        ("kernel/badcrc.ko.zst", Pack::Zst, Damage::Corrupt),
+        ("kernel/badcheck.ko.xz", Pack::Xz, Damage::Corrupt),
+        ("kernel/badcheck64.ko.xz", Pack::XzCrc64, Damage::Corrupt),
+        ("kernel/half.ko.xz", Pack::Xz, Damage::Truncated),
+        ("kernel/half-in-ko.ko", Pack::Xz, Damage::Truncated),
+        (
+            "kernel/nosize-half.ko.zst",
+            Pack::ZstPiped,
+            Damage::Truncated,
+        ),
+    ] {
+        substs.extend(t.packed_module(rel, &bad, p, d));
+    }
+    // A module importing from one that fails: no dependency.
+    t.module("kernel/bad-user.ko", km(&[], &["bad_fn", "a_fn"]).build());
     t.order_lines(&[
         "kernel/comp-c.ko",
         "kernel/comp-a.ko",
         "kernel/comp-b.ko.zst",
+        "kernel/half.ko",
     ]);
-    check(&t, &[]);
+    assert_eq!(substs.len(), 8);
+    let o = check_substs(&t, &[], &substs, true);
+    assert!(
+        text(&o, "modules.dep").contains("\nkernel/half.ko.xz:\n"),
+        "{}",
+        text(&o, "modules.dep")
+    );
+    check_substs(&t, &["-n", "-v"], &substs, true);
+    check_substs(&t, &["-e", "-w"], &substs, true);
 }
 
-/// Compressed payloads that are empty or not ELF: kmod 34.2 rejects a zstd frame whose
-/// content size is 0 ("zstd: Failed to determine decompression size", Invalid argument);
-/// an empty xz payload is "Exec format error".
+/// Compressed payloads that are empty or not ELF. kmod 34.2 rejects a zstd frame whose
+/// content size is 0 ("zstd: Failed to determine decompression size", Invalid
+/// argument); ours decodes it, as kmod 30 does (intended difference C), and finds an
+/// empty payload, as kmod does for an empty xz payload ("Exec format error").
 #[test]
 fn compressed_edge_payloads() {
     let t = Tree::new("4.4.4");
     t.empty_inputs();
     let elf = km(&["e_fn"], &[]).build();
+    let mut substs = Vec::new();
     for (name, payload) in [
         ("empty", &b""[..]),
         ("text", &b"not an elf"[..]),
         ("header", &elf[..64]),
         ("short", &b"\x7fEL"[..]),
     ] {
-        t.module(
-            &format!("kernel/{name}-z.ko.zst"),
-            compress("zstd", &["-q", "-c"], payload),
-        );
-        t.module(
-            &format!("kernel/{name}-x.ko.xz"),
-            compress("xz", &["-c"], payload),
-        );
+        for (suffix, p) in [
+            ("z.ko.zst", Pack::Zst),
+            ("x.ko.xz", Pack::Xz),
+            ("p.ko.zst", Pack::ZstPiped),
+            ("g.ko.gz", Pack::Gz),
+        ] {
+            substs.extend(t.packed_module(
+                &format!("kernel/{name}-{suffix}"),
+                payload,
+                p,
+                Damage::Intact,
+            ));
+        }
     }
     t.module("kernel/user.ko", km(&[], &["e_fn"]).build());
-    check(&t, &[]);
+    // empty-z (content size 0), every piped zstd, every gzip.
+    assert_eq!(substs.len(), 9);
+    check_substs(&t, &[], &substs, true);
 }
 
-/// `.ko.gz`: Debian's kmod 34.2 is built without zlib (like kmod 30): not a module.
+/// `.ko.gz` (intended difference A): ours reads it (as upstream kmod built with zlib
+/// does); Debian's kmod 34.2 and kmod 30 are built without zlib and ignore such files.
+/// The oracles see the decompressed module as `.ko`; their outputs must equal ours but
+/// for the `.ko.gz` paths. gzip content behind a `.ko` suffix is decompressed too
+/// (detection by magic), where kmod says "Function not implemented".
 #[test]
 fn compressed_gzip() {
     let t = Tree::new("4.4.4");
     t.empty_inputs();
-    t.module(
-        "kernel/g.ko.gz",
-        compress("gzip", &["-c", "-n"], &km(&["g_fn"], &[]).build()),
+    let mut substs = Vec::new();
+    let mut add = |rel: &str, data: Vec<u8>, d: Damage| {
+        let s = t.packed(rel, &data, Pack::Gz, d);
+        substs.push(s.expect("gzip needs a stand-in"));
+    };
+    add(
+        &t.mod_rel("kernel/g.ko.gz"),
+        km(&["g_fn"], &[]).modinfo(&["alias=gz:g"]).build(),
+        Damage::Intact,
     );
-    // gzip content behind a .ko suffix: parsed raw, fails.
-    t.module(
-        "kernel/gz-in-ko.ko",
-        compress("gzip", &["-c", "-n"], &km(&[], &["g_fn"]).build()),
+    add(
+        &t.mod_rel("kernel/gz-in-ko.ko"),
+        km(&["h_fn"], &["g_fn"]).build(),
+        Damage::Intact,
     );
-    t.module("kernel/user.ko", km(&[], &["g_fn"]).build());
-    check(&t, &[]);
+    add(
+        &t.mod_rel("kernel/deep/dir/k.ko.gz"),
+        km(&["k_fn"], &["h_fn", "g_fn"]).build(),
+        Damage::Intact,
+    );
+    // External, so modules.dep shows its full path.
+    add(
+        "ext/e.ko.gz",
+        km(&["e_fn"], &["k_fn"]).build(),
+        Damage::Intact,
+    );
+    // Damaged streams (B): the oracles get an xz stream damaged the same way.
+    add(
+        &t.mod_rel("kernel/badcrc.ko.gz"),
+        km(&["bad_fn"], &[]).build(),
+        Damage::Corrupt,
+    );
+    add(
+        &t.mod_rel("kernel/half.ko.gz"),
+        km(&["bad_fn"], &[]).build(),
+        Damage::Truncated,
+    );
+    add(
+        &t.mod_rel("kernel/half-in-ko.ko"),
+        km(&["bad2_fn"], &[]).build(),
+        Damage::Truncated,
+    );
+    t.module(
+        "kernel/user.ko",
+        km(&[], &["g_fn", "e_fn", "bad_fn"]).build(),
+    );
+    t.conf(
+        "ext.conf",
+        &format!(
+            "external * {}/ext\nsearch external built-in\n",
+            t.root.display()
+        ),
+    );
+    t.order_lines(&["kernel/deep/dir/k.ko", "kernel/g.ko", "kernel/user.ko"]);
+    let o = check_substs(&t, &[], &substs, true);
+    let dep = text(&o, "modules.dep");
+    assert!(
+        dep.starts_with("kernel/deep/dir/k.ko.gz: kernel/gz-in-ko.ko kernel/g.ko.gz\n"),
+        "{dep}"
+    );
+    for opts in [&["-n"][..], &["-v"], &["-n", "-v", "-w"]] {
+        check_substs(&t, opts, &substs, true);
+    }
+    // -e: unknown symbols are named with the importer's path.
+    substs.extend(t.packed_module(
+        "kernel/needy.ko.gz",
+        &km(&[], &["nowhere_fn", "g_fn"]).build(),
+        Pack::Gz,
+        Damage::Intact,
+    ));
+    check_substs(&t, &["-e"], &substs, true);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1846,7 +1966,16 @@ fn verbose() {
     };
     check_with(&t, &args(&t, &["-v", "-v"]), &d);
     check_with(&t, &args(&t, &["-vv", "-n"]), &d);
-    check_with(&t, &args(&t, &["-vv", "--verbose", "-n"]), &d);
+    // -vvv: kmod's DEBUG lines (internal pointers and state) are not emulated
+    // (intended difference E): ours must print kmod's stderr without them, and the
+    // same stdout, outputs and status.
+    for opts in [&["-vv", "--verbose", "-n"][..], &["-vvv"], &["-vvvv", "-e"]] {
+        let o = check_with(&t, &args(&t, opts), &d);
+        assert!(
+            o.stderr_str().contains("depmod: DEBUG: "),
+            "{opts:?}: kmod printed no DEBUG lines"
+        );
+    }
 }
 
 #[test]
@@ -2128,8 +2257,10 @@ fn dangling_symlink() {
     check(&t, &[]);
 }
 
-/// Non-ASCII strings in an index: kmod 34.2 dies with FATAL in the middle of writing
-/// (kmod 30 silently corrupts: not compared).
+/// Non-ASCII strings in an index: kmod 34.2 dies with FATAL in the middle of writing,
+/// having renamed modules.dep, modules.dep.bin and modules.alias into place and left an
+/// empty temp file; ours prints the same FATAL, exits 1 and writes nothing (intended
+/// difference D). kmod 30 silently corrupts: not compared.
 #[test]
 fn non_ascii_alias() {
     let t = Tree::new("4.4.4");
@@ -2138,7 +2269,26 @@ fn non_ascii_alias() {
         "kernel/u.ko",
         Elf::x86_64().modinfo(&["alias=caf\u{e9}"]).build(),
     );
-    check34(&t, &[]);
+    t.module("kernel/v.ko", km(&["v_fn"], &[]).build());
+    for opts in [&[][..], &["-v"]] {
+        let o = check34(&t, opts);
+        assert_eq!(o.status, Status::Exit(1));
+        assert!(
+            o.stderr_str()
+                .starts_with("depmod: FATAL: Module index: bad character"),
+            "{}",
+            o.stderr_str()
+        );
+        // kmod did leave a mix of outputs behind (what ours avoids).
+        assert!(o.file("modules.dep").is_some(), "{:?}", o.files.keys());
+    }
+    // A non-ASCII symbol (modules.symbols.bin comes later).
+    let t = Tree::new("4.4.4");
+    t.empty_inputs();
+    t.module("kernel/w.ko", km(&["w_\u{fc}ber"], &[]).build());
+    t.module("kernel/x.ko", km(&[], &["w_\u{fc}ber"]).build());
+    let o = check34(&t, &[]);
+    assert_eq!(o.status, Status::Exit(1), "{}", o.stderr_str());
 }
 
 /// A missing module directory.
