@@ -94,7 +94,7 @@ pub fn boot(image: &Image) -> Result<(), String> {
     let timeout = std::env::var("DEPMOD_QEMU_TIMEOUT")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(300u64);
+        .unwrap_or(180u64);
     let mut cmd = command(image);
     eprintln!("xtask: {cmd:?}");
     let start = Instant::now();
