@@ -270,3 +270,28 @@ fn regression_huge_sparse_plain_module_is_bounded() {
     assert!(err.lines().count() <= 1, "{err}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
+
+/// A 3 GiB `.ko.xz` that takes 4 KiB on disk: the xz magic, then zeros (a sparse
+/// file). kmod 34.2 streams it and says "File is corrupt" at once (0.1 s, 4 MB).
+///
+/// Regression: ours reads the whole file into memory before decoding: 41 s and 3 GiB
+/// of RSS; under a 2 GiB address-space limit the read fails and the message says
+/// "Input/output error" instead of what is wrong. It must be refused in seconds.
+#[test]
+fn regression_huge_sparse_compressed_module_is_bounded() {
+    let tree = Tree::new(KVER);
+    tree.empty_inputs();
+    let path = tree.module("kernel/junk.ko.xz", b"\xfd7zXZ\x00");
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(3 << 30)
+        .unwrap();
+    let (err, status, took) = run_ours(&tree, Duration::from_secs(20));
+    let _ = fs::remove_file(&path);
+    assert_eq!(status, Status::Exit(0), "after {took:?}: {err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("junk.ko.xz") && err.contains("xz"), "{err}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
