@@ -16,18 +16,19 @@ pub fn decode(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Error
         _ => 0,
     };
     out.clear();
-    // A trailer is only a hint (it may be corrupt): start there, grow if needed.
+    // A trailer is only a hint (it may be corrupt or cut off): start there, but no
+    // larger than deflate's best ratio (about 1032:1) allows; grow when needed.
+    let most = input.len().saturating_mul(1032).saturating_add(4096);
     let mut size = hint
         .saturating_add(1)
+        .min(most)
         .clamp(4096, limit.saturating_add(1).max(4096));
     // window_bits 31: gzip header and trailer, 32 KiB window.
     let mut inflate = Inflate::new(true, 31);
     loop {
         let len = out.len();
-        if len == out.capacity() || out.capacity() < size {
-            out.reserve(size.saturating_sub(len));
-        }
-        out.resize(out.capacity().max(len + 1), 0);
+        let want = size.max(len.saturating_add(4096));
+        out.resize(want, 0);
         let consumed = usize::try_from(inflate.total_in()).unwrap_or(usize::MAX);
         let rest = input.get(consumed..).unwrap_or(&[]);
         let before = inflate.total_out();
