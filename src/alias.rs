@@ -18,8 +18,10 @@ pub fn normalize(alias: &[u8]) -> Option<Vec<u8>> {
             b'-' => out.push(b'_'),
             b']' => return None,
             b'[' => {
-                let close = alias[i..].iter().position(|&b| b == b']')?;
-                out.extend_from_slice(&alias[i..=i + close]);
+                // `alias[i]` exists (just read), so `alias[i..]` does too.
+                let rest = alias.get(i..)?;
+                let close = rest.iter().position(|&b| b == b']')?;
+                out.extend_from_slice(rest.get(..=close)?);
                 i += close;
             }
             _ => out.push(c),

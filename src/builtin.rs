@@ -16,17 +16,12 @@ use crate::names;
 pub fn fgets_chunks(text: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut pos = 0;
     core::iter::from_fn(move || {
-        if pos >= text.len() {
-            return None;
-        }
-        let rest = &text[pos..];
-        let max = rest.len().min(4095);
-        let len = rest[..max]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(max, |i| i + 1);
-        pos += len;
-        Some(crate::elf::cstr(&rest[..len]))
+        let rest = text.get(pos..).filter(|r| !r.is_empty())?;
+        let max = rest.get(..4095).unwrap_or(rest);
+        // Up to and including the first newline, or all of `max`.
+        let line = max.split_inclusive(|&b| b == b'\n').next().unwrap_or(max);
+        pos += line.len();
+        Some(crate::elf::cstr(line))
     })
 }
 
@@ -70,18 +65,21 @@ impl<'a> Stream<'a> {
             let stored = self.pos.min(self.data.len()) - start;
             if stored == FIELD_MAX {
                 let last = self.next();
-                diags.push(Diag::FlushStream(
-                    self.data[start..start + FIELD_MAX].to_vec(),
-                ));
+                // `stored == FIELD_MAX` bytes lie between `start` and the end of the data.
+                let field = self.data.get(start..start + FIELD_MAX).unwrap_or_default();
+                diags.push(Diag::FlushStream(field.to_vec()));
                 return if last == Some(end) {
-                    &self.data[start..start + FIELD_MAX - 1]
+                    field.get(..FIELD_MAX - 1).unwrap_or_default()
                 } else {
                     &[]
                 };
             }
             match self.next() {
                 None => return &[],
-                Some(b) if b == end => return &self.data[start..self.pos - 1],
+                // `self.pos - 1` is the terminator just read, at or after `start`.
+                Some(b) if b == end => {
+                    return self.data.get(start..self.pos - 1).unwrap_or_default()
+                }
                 Some(0) => return &[],
                 Some(_) => {}
             }

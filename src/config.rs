@@ -46,7 +46,7 @@ impl Config {
         for (lineno, line) in logical_lines(text) {
             // kmod handles lines as C strings.
             let line = crate::elf::cstr(&line);
-            if line.is_empty() || line[0] == b'#' {
+            if matches!(line.first(), None | Some(b'#')) {
                 continue;
             }
             let mut tokens = line

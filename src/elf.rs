@@ -83,15 +83,16 @@ fn range(data: &[u8], offset: u64, size: u64) -> Option<&[u8]> {
 impl<'a> Elf<'a> {
     /// Validates the identification, header and section-name table as kmod does.
     pub fn parse(data: &'a [u8]) -> Result<Self, ElfError> {
-        if data.len() <= 16 || data[..4] != *b"\x7fELF" {
+        let ident = data.first_chunk::<16>().filter(|_| data.len() > 16);
+        let Some(&[0x7f, b'E', b'L', b'F', class, encoding, ..]) = ident else {
             return Err(ElfError::NotElf);
-        }
-        let is64 = match data[4] {
+        };
+        let is64 = match class {
             1 if data.len() > 52 => false,
             2 if data.len() > 64 => true,
             _ => return Err(ElfError::Malformed),
         };
-        let endian = match data[5] {
+        let endian = match encoding {
             1 => Endian::Little,
             2 => Endian::Big,
             _ => return Err(ElfError::Malformed),
@@ -223,9 +224,9 @@ impl<'a> Elf<'a> {
                 continue;
             };
             let name = cstr(n);
-            for (k, w) in wanted.iter().enumerate() {
-                if found[k].is_none() && name == *w {
-                    found[k] = range(self.data, info.offset, info.size);
+            for (slot, w) in found.iter_mut().zip(&wanted) {
+                if slot.is_none() && name == *w {
+                    *slot = range(self.data, info.offset, info.size);
                     left -= 1;
                 }
             }
@@ -291,7 +292,7 @@ impl<'a> Elf<'a> {
 /// The bytes of `s` up to (not including) its first NUL, or all of `s`.
 pub fn cstr(s: &[u8]) -> &[u8] {
     match s.iter().position(|&b| b == 0) {
-        Some(n) => &s[..n],
+        Some(n) => s.get(..n).unwrap_or(s),
         None => s,
     }
 }

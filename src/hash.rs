@@ -13,31 +13,32 @@ pub const SYMBOL_BUCKETS: u32 = 2048;
 
 /// SuperFastHash of `key`, as kmod 34.2 computes it.
 pub fn superfast(key: &[u8]) -> u32 {
-    let get16 = |p: &[u8]| u32::from(p[0]) | (u32::from(p[1]) << 8);
+    let get16 = |lo: u8, hi: u8| u32::from(lo) | (u32::from(hi) << 8);
     let mut h = key.len() as u32;
     let mut chunks = key.chunks_exact(4);
     for c in &mut chunks {
-        h = h.wrapping_add(get16(c));
-        let t = (get16(&c[2..]) << 11) ^ h;
+        // `chunks_exact(4)` only yields 4-byte chunks.
+        let &[a, b, c, d] = c else { continue };
+        h = h.wrapping_add(get16(a, b));
+        let t = (get16(c, d) << 11) ^ h;
         h = (h << 16) ^ t;
         h = h.wrapping_add(h >> 11);
     }
-    let rem = chunks.remainder();
-    match rem.len() {
-        3 => {
-            h = h.wrapping_add(get16(rem));
+    match *chunks.remainder() {
+        [a, b, c] => {
+            h = h.wrapping_add(get16(a, b));
             h ^= h << 16;
-            h ^= u32::from(rem[2]) << 18;
+            h ^= u32::from(c) << 18;
             h = h.wrapping_add(h >> 11);
         }
-        2 => {
-            h = h.wrapping_add(get16(rem));
+        [a, b] => {
+            h = h.wrapping_add(get16(a, b));
             h ^= h << 11;
             h = h.wrapping_add(h >> 17);
         }
-        1 => {
+        [a] => {
             // kmod adds a (signed) `char`.
-            h = h.wrapping_add(rem[0] as i8 as i32 as u32);
+            h = h.wrapping_add(a as i8 as i32 as u32);
             h ^= h << 10;
             h = h.wrapping_add(h >> 1);
         }

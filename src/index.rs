@@ -76,15 +76,31 @@ impl Trie {
         Self::default()
     }
 
+    /// Node `id`.
+    // Cannot fail: every id comes from this trie (0 is the root, made by `default`;
+    // the others are `nodes.len()` just before a push), and nodes are never removed.
+    #[allow(clippy::indexing_slicing)]
+    fn node(&self, id: usize) -> &Node {
+        &self.nodes[id]
+    }
+
+    /// Node `id`, mutably (see [`Trie::node`]).
+    // Cannot fail: ids come from the trie itself, as in `node`.
+    #[allow(clippy::indexing_slicing)]
+    fn node_mut(&mut self, id: usize) -> &mut Node {
+        &mut self.nodes[id]
+    }
+
     fn child(&self, n: usize, c: u8) -> Option<u32> {
-        let ch = &self.nodes[n].children;
+        let ch = &self.node(n).children;
         ch.binary_search_by_key(&c, |&(b, _)| b)
             .ok()
-            .map(|i| ch[i].1)
+            .and_then(|i| ch.get(i))
+            .map(|&(_, id)| id)
     }
 
     fn add_child(&mut self, n: usize, c: u8, id: u32) {
-        let ch = &mut self.nodes[n].children;
+        let ch = &mut self.node_mut(n).children;
         let pos = ch.partition_point(|&(b, _)| b < c);
         ch.insert(pos, (c, id));
     }
@@ -96,20 +112,21 @@ impl Trie {
         check(key)?;
         check(value)?;
         let mut n = 0usize;
-        let mut i = 0usize;
+        // The part of `key` below node `n`.
+        let mut rest = key;
         loop {
-            let prefix = &self.nodes[n].prefix;
-            let j = prefix
-                .iter()
-                .zip(&key[i..])
-                .take_while(|(a, b)| a == b)
-                .count();
-            if j < prefix.len() {
-                // Split: this node keeps prefix[..j]; the rest moves to a new child.
-                let old = core::mem::take(&mut self.nodes[n]);
-                let edge = old.prefix[j];
+            let prefix = &self.node(n).prefix;
+            let j = prefix.iter().zip(rest).take_while(|(a, b)| a == b).count();
+            // Split if the key leaves the prefix at `j < prefix.len()`: this node keeps
+            // prefix[..j]; the edge byte prefix[j] leads to a new child with the rest.
+            let split = prefix
+                .get(j..)
+                .and_then(<[u8]>::split_first)
+                .map(|(&edge, tail)| (edge, tail.to_vec()));
+            if let Some((edge, tail_prefix)) = split {
+                let old = core::mem::take(self.node_mut(n));
                 let tail = Node {
-                    prefix: old.prefix[j + 1..].to_vec(),
+                    prefix: tail_prefix,
                     children: old.children,
                     values: old.values,
                 };
@@ -117,30 +134,30 @@ impl Trie {
                 self.nodes.push(tail);
                 let mut head_prefix = old.prefix;
                 head_prefix.truncate(j);
-                self.nodes[n] = Node {
+                *self.node_mut(n) = Node {
                     prefix: head_prefix,
                     children: alloc::vec![(edge, id)],
                     values: Vec::new(),
                 };
             }
-            i += j;
-            if i == key.len() {
-                let values = &mut self.nodes[n].values;
+            // `j` counts pairs zipped with `rest`, so it is at most `rest.len()`.
+            rest = rest.get(j..).unwrap_or_default();
+            let Some((&c, tail)) = rest.split_first() else {
+                let values = &mut self.node_mut(n).values;
                 let dup = values.iter().any(|(_, v)| v == value);
                 let pos = values.partition_point(|&(p, _)| p < priority);
                 values.insert(pos, (priority, value.to_vec()));
                 return Ok(dup);
-            }
-            let c = key[i];
+            };
             match self.child(n, c) {
                 Some(next) => {
                     n = next as usize;
-                    i += 1;
+                    rest = tail;
                 }
                 None => {
                     let id = self.nodes.len() as u32;
                     self.nodes.push(Node {
-                        prefix: key[i + 1..].to_vec(),
+                        prefix: tail.to_vec(),
                         children: Vec::new(),
                         values: alloc::vec![(priority, value.to_vec())],
                     });
@@ -193,24 +210,29 @@ impl Trie {
         let mut stack = alloc::vec![0u32];
         while let Some(id) = stack.pop() {
             order.push(id);
-            stack.extend(self.nodes[id as usize].children.iter().map(|&(_, c)| c));
+            stack.extend(self.node(id as usize).children.iter().map(|&(_, c)| c));
         }
+        // `total` has one slot per node, so the lookups below always find theirs.
+        let size_of = |total: &[u32], id: u32| total.get(id as usize).copied().unwrap_or(0);
         for &id in order.iter().rev() {
-            let node = &self.nodes[id as usize];
-            total[id as usize] = Self::node_size(node)
+            let node = self.node(id as usize);
+            let size = Self::node_size(node)
                 + node
                     .children
                     .iter()
-                    .map(|&(_, c)| total[c as usize])
+                    .map(|&(_, c)| size_of(&total, c))
                     .sum::<u32>();
+            if let Some(t) = total.get_mut(id as usize) {
+                *t = size;
+            }
         }
         out.put(&MAGIC.to_be_bytes());
         out.put(&VERSION.to_be_bytes());
-        out.put(&(12 | Self::flags(&self.nodes[0])).to_be_bytes());
+        out.put(&(12 | Self::flags(self.node(0))).to_be_bytes());
         // Pre-order: (node, its offset).
         let mut stack = alloc::vec![(0u32, 12u32)];
         while let Some((id, offset)) = stack.pop() {
-            let node = &self.nodes[id as usize];
+            let node = self.node(id as usize);
             if !node.prefix.is_empty() {
                 out.put(&node.prefix);
                 out.put(&[0]);
@@ -224,10 +246,10 @@ impl Trie {
                     match it.peek() {
                         Some(&&(b, child)) if b == c => {
                             it.next();
-                            let cn = &self.nodes[child as usize];
+                            let cn = self.node(child as usize);
                             out.put(&(at | Self::flags(cn)).to_be_bytes());
                             child_offsets.push((child, at));
-                            at += total[child as usize];
+                            at += size_of(&total, child);
                         }
                         _ => out.put(&0u32.to_be_bytes()),
                     }
@@ -268,8 +290,9 @@ impl<'a> Reader<'a> {
     /// Checks the header.
     pub fn new(data: &'a [u8]) -> Result<Self, ReadError> {
         let word = |o: usize| {
-            data.get(o..o + 4)
-                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            data.get(o..)
+                .and_then(<[u8]>::first_chunk)
+                .map(|b| u32::from_be_bytes(*b))
         };
         if word(0) != Some(MAGIC) || word(4).map(|v| v >> 16) != Some(2) {
             return Err(ReadError::BadHeader);
@@ -281,8 +304,12 @@ impl<'a> Reader<'a> {
     }
 
     fn u32_at(&self, o: usize) -> Result<u32, ReadError> {
-        let b = self.data.get(o..o + 4).ok_or(ReadError::Corrupt)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        let b = self
+            .data
+            .get(o..)
+            .and_then(<[u8]>::first_chunk)
+            .ok_or(ReadError::Corrupt)?;
+        Ok(u32::from_be_bytes(*b))
     }
 
     fn cstr_at(&self, o: usize) -> Result<(&'a [u8], usize), ReadError> {
@@ -291,7 +318,8 @@ impl<'a> Reader<'a> {
             .iter()
             .position(|&b| b == 0)
             .ok_or(ReadError::Corrupt)?;
-        Ok((&rest[..n], o + n + 1))
+        let s = rest.get(..n).ok_or(ReadError::Corrupt)?;
+        Ok((s, o + n + 1))
     }
 
     /// Every key with its values, keys in ascending byte order (libkmod's dump order).

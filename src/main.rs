@@ -1,6 +1,19 @@
 //! The `depmod` command line: GNU `getopt_long` behaviour on `lexopt` (kmod 34.2's
 //! options, abbreviations, messages and exit codes), then [`depmod::host::run`].
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -84,9 +97,8 @@ fn long_option(prog: &str, name: &str) -> Result<(&'static str, char, bool), Str
     match matches.as_slice() {
         [] => Err(format!("{prog}: unrecognized option '--{name}'")),
         [only] => Ok((only.0, only.1, only.2)),
-        several => {
+        several @ [first, ..] => {
             // glibc: not ambiguous if every candidate means the same thing.
-            let first = several[0];
             if several.iter().all(|o| o.1 == first.1 && o.2 == first.2) {
                 return Ok((first.0, first.1, first.2));
             }
@@ -172,11 +184,11 @@ fn parse(prog: &str, report: &Report) -> Parsed {
             }
             'n' => opts.dry_run = true,
             'P' => {
-                if v.len() != 1 {
+                let &[prefix] = v.as_bytes() else {
                     report.fatal("-P only takes a single char");
                     return Parsed::Exit(1);
-                }
-                opts.prefix = Some(v.as_bytes()[0]);
+                };
+                opts.prefix = Some(prefix);
             }
             'w' => opts.warn = true,
             'V' => {
@@ -187,7 +199,9 @@ fn parse(prog: &str, report: &Report) -> Parsed {
                 print!("{}", help(prog));
                 return Parsed::Exit(0);
             }
-            _ => unreachable!("every accepted option is handled"),
+            // Not reached: every option accepted above is handled. Should one be
+            // missed, refuse it as getopt refuses an unknown option.
+            _ => return fail(format!("{prog}: invalid option -- '{c}'")),
         }
     }
     let mut rest = positional.into_iter();

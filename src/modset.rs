@@ -24,7 +24,7 @@ impl Module {
     /// Path relative to DIR if it has one, else the full path: what the outputs print.
     pub fn out_path(&self) -> &[u8] {
         match self.rel_start {
-            Some(i) => &self.path[i..],
+            Some(i) => self.path.get(i..).unwrap_or(&self.path),
             None => &self.path,
         }
     }
@@ -58,8 +58,8 @@ pub enum AddError {
 pub struct ModuleSet<'c> {
     dir: Vec<u8>,
     cfg: &'c Config,
-    modules: Vec<Module>,
-    by_name: BTreeMap<Vec<u8>, usize>,
+    /// Modules by name.
+    modules: BTreeMap<Vec<u8>, Module>,
 }
 
 impl<'c> ModuleSet<'c> {
@@ -68,8 +68,7 @@ impl<'c> ModuleSet<'c> {
         ModuleSet {
             dir: dir.to_vec(),
             cfg,
-            modules: Vec::new(),
-            by_name: BTreeMap::new(),
+            modules: BTreeMap::new(),
         }
     }
 
@@ -80,7 +79,8 @@ impl<'c> ModuleSet<'c> {
 
     fn relative(&self, path: &[u8]) -> Option<usize> {
         let l = self.dir.len();
-        (path.len() > l + 1 && path.starts_with(&self.dir) && path[l] == b'/').then_some(l + 1)
+        (path.len() > l + 1 && path.starts_with(&self.dir) && path.get(l) == Some(&b'/'))
+            .then_some(l + 1)
     }
 
     /// Offers a scanned file; keeps it unless a same-named file ranks higher.
@@ -93,19 +93,15 @@ impl<'c> ModuleSet<'c> {
             rel_start: self.relative(path),
             name,
         };
-        match self.by_name.get(&module.name) {
+        match self.modules.get(&module.name) {
             None => {
-                self.by_name.insert(module.name.clone(), self.modules.len());
-                self.modules.push(module);
+                self.modules.insert(module.name.clone(), module);
                 Offer::Added
             }
-            Some(&i) => {
-                if self.old_wins(&self.modules[i].path, path) {
-                    Offer::Ignored
-                } else {
-                    self.modules[i] = module;
-                    Offer::Replaced
-                }
+            Some(old) if self.old_wins(&old.path, path) => Offer::Ignored,
+            Some(_) => {
+                self.modules.insert(module.name.clone(), module);
+                Offer::Replaced
             }
         }
     }
@@ -116,27 +112,28 @@ impl<'c> ModuleSet<'c> {
         let Some(name) = names::modname(path) else {
             return Err(AddError::BadName);
         };
-        if let Some(&i) = self.by_name.get(&name) {
-            return Err(if self.modules[i].path == path {
+        if let Some(old) = self.modules.get(&name) {
+            return Err(if old.path == path {
                 AddError::SamePath(name)
             } else {
-                AddError::OtherPath(name, self.modules[i].path.clone())
+                AddError::OtherPath(name, old.path.clone())
             });
         }
-        self.by_name.insert(name.clone(), self.modules.len());
-        self.modules.push(Module {
+        let module = Module {
             path: path.to_vec(),
             rel_start: self.relative(path),
-            name,
-        });
+            name: name.clone(),
+        };
+        self.modules.insert(name, module);
         Ok(())
     }
 
     /// kmod's `depmod_module_is_higher_priority`: does the existing file `old` rank
     /// at least as high as `new`?
     fn old_wins(&self, old: &[u8], new: &[u8]) -> bool {
-        let cut_new = &new[..names::stem_len(new)];
-        let cut_old = &old[..names::stem_len(old)];
+        // `stem_len` is at most the length of the path.
+        let cut_new = new.get(..names::stem_len(new)).unwrap_or(new);
+        let cut_old = old.get(..names::stem_len(old)).unwrap_or(old);
         let l = self.dir.len();
         let rel = |cut: &'_ [u8]| -> Option<Vec<u8>> {
             if cut.starts_with(&self.dir) {
@@ -154,9 +151,7 @@ impl<'c> ModuleSet<'c> {
                 return true;
             }
         }
-        let under = |p: &[u8], dir: &[u8]| {
-            p.len() > dir.len() && p[dir.len()] == b'/' && p.starts_with(dir)
-        };
+        let under = |p: &[u8], dir: &[u8]| p.get(dir.len()) == Some(&b'/') && p.starts_with(dir);
         let (mut bprio, mut oldprio, mut newprio) = (-1i64, -1i64, -1i64);
         let mut i = 0i64;
         for s in &self.cfg.search {
@@ -196,9 +191,10 @@ impl<'c> ModuleSet<'c> {
     /// bucket), then stably sorted by first appearance in `modules.order` (when given
     /// and not corrupted). An index into it is a module's priority in the indexes.
     pub fn finish(self, order: Option<&[u8]>, diags: &mut Vec<Diag>) -> Vec<Module> {
-        let mut modules = self.modules;
-        let mut keyed: Vec<(u32, Module)> = modules
-            .drain(..)
+        // Names are unique, so the sort below fixes the order whatever the input order.
+        let mut keyed: Vec<(u32, Module)> = self
+            .modules
+            .into_values()
             .map(|m| (hash::bucket(&m.name, hash::MODULE_BUCKETS), m))
             .collect();
         keyed.sort_unstable_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
@@ -213,22 +209,7 @@ impl<'c> ModuleSet<'c> {
 /// `modules.order` as kmod reads it: `fgets` chunks of at most 4095 bytes, each cut
 /// at its first NUL. Yields (line number, chunk).
 fn order_chunks(text: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {
-    let mut pos = 0;
-    let mut n = 0u32;
-    core::iter::from_fn(move || {
-        if pos >= text.len() {
-            return None;
-        }
-        let rest = &text[pos..];
-        let max = rest.len().min(4095);
-        let len = match rest[..max].iter().position(|&b| b == b'\n') {
-            Some(i) => i + 1,
-            None => max,
-        };
-        pos += len;
-        n += 1;
-        Some((n, crate::elf::cstr(&rest[..len])))
-    })
+    (1..).zip(crate::builtin::fgets_chunks(text))
 }
 
 fn apply_order(modules: &mut Vec<Module>, text: &[u8], diags: &mut Vec<Diag>) {
@@ -240,8 +221,8 @@ fn apply_order(modules: &mut Vec<Module>, text: &[u8], diags: &mut Vec<Diag>) {
     }
     let mut by_unc: BTreeMap<&[u8], usize> = BTreeMap::new();
     for (i, m) in modules.iter().enumerate() {
-        if let Some(s) = m.rel_start {
-            by_unc.insert(names::uncompressed_relpath(&m.path[s..]), i);
+        if m.rel_start.is_some() {
+            by_unc.insert(names::uncompressed_relpath(m.out_path()), i);
         }
     }
     let mut key = alloc::vec![usize::MAX; modules.len()];
@@ -250,15 +231,16 @@ fn apply_order(modules: &mut Vec<Module>, text: &[u8], diags: &mut Vec<Diag>) {
         let Some(line) = chunk.strip_suffix(b"\n") else {
             continue;
         };
-        if let Some(&i) = by_unc.get(line) {
-            if key[i] == usize::MAX {
-                key[i] = next;
+        // `by_unc` holds indices of `modules`, and `key` has one slot per module.
+        if let Some(k) = by_unc.get(line).and_then(|&i| key.get_mut(i)) {
+            if *k == usize::MAX {
+                *k = next;
                 next += 1;
             }
         }
     }
-    let mut idx: Vec<usize> = (0..modules.len()).collect();
-    idx.sort_by_key(|&i| key[i]);
-    let mut taken: Vec<Option<Module>> = modules.drain(..).map(Some).collect();
-    modules.extend(idx.into_iter().filter_map(|i| taken[i].take()));
+    // A stable sort: modules missing from `modules.order` keep their order, last.
+    let mut keyed: Vec<(usize, Module)> = key.into_iter().zip(modules.drain(..)).collect();
+    keyed.sort_by_key(|&(k, _)| k);
+    modules.extend(keyed.into_iter().map(|(_, m)| m));
 }

@@ -8,20 +8,16 @@ pub const MODNAME_MAX: usize = 4095;
 
 /// The file name part of `path` (after the last `/`).
 pub fn basename(path: &[u8]) -> &[u8] {
-    match path.iter().rposition(|&b| b == b'/') {
-        Some(i) => &path[i + 1..],
-        None => path,
-    }
+    // `rsplit` yields at least one (possibly empty) piece.
+    path.rsplit(|&b| b == b'/').next().unwrap_or(path)
 }
 
 /// Module name of a file: its basename up to the first `.`, with `-` turned into `_`
 /// (`snd-hda-intel.ko.zst` → `snd_hda_intel`). `None` when longer than kmod accepts.
 pub fn modname(path: &[u8]) -> Option<Vec<u8>> {
     let base = basename(path);
-    let stem = match base.iter().position(|&b| b == b'.') {
-        Some(i) => &base[..i],
-        None => base,
-    };
+    // `split` yields at least one (possibly empty) piece.
+    let stem = base.split(|&b| b == b'.').next().unwrap_or(base);
     if stem.len() > MODNAME_MAX {
         return None;
     }
@@ -45,7 +41,7 @@ pub fn stem_len(path: &[u8]) -> usize {
 /// `len(dir/) + len(modname) + 3` bytes (`kernel/a/b-c.ko.xz` → `kernel/a/b-c.ko`).
 pub fn uncompressed_relpath(relpath: &[u8]) -> &[u8] {
     let n = stem_len(relpath) + 3;
-    &relpath[..n.min(relpath.len())]
+    relpath.get(..n).unwrap_or(relpath)
 }
 
 /// Module name of a `modules.builtin` line: basename after the last `/`, up to the

@@ -130,20 +130,21 @@ impl Outputs<'_, '_> {
         Ok(())
     }
 
-    fn dep_line(&self, i: usize, line: &mut Vec<u8>) {
+    fn dep_line(&self, m: &Module, deps: &[u32], line: &mut Vec<u8>) {
         line.clear();
-        line.extend_from_slice(self.modules[i].out_path());
+        line.extend_from_slice(m.out_path());
         line.push(b':');
-        for &d in &self.resolved.deps[i] {
+        // Dependencies are indices of `modules` (made by `resolve`), so all are found.
+        for d in deps.iter().filter_map(|&d| self.modules.get(d as usize)) {
             line.push(b' ');
-            line.extend_from_slice(self.modules[d as usize].out_path());
+            line.extend_from_slice(d.out_path());
         }
     }
 
     fn dep(&self, out: &mut impl Sink) {
         let mut line = Vec::new();
-        for i in 0..self.modules.len() {
-            self.dep_line(i, &mut line);
+        for (m, deps) in self.modules.iter().zip(&self.resolved.deps) {
+            self.dep_line(m, deps, &mut line);
             line.push(b'\n');
             out.put(&line);
         }
@@ -152,8 +153,8 @@ impl Outputs<'_, '_> {
     fn dep_bin(&self, out: &mut impl Sink, diags: &mut Vec<Diag>) -> Result<(), BadChar> {
         let mut trie = Trie::new();
         let mut line = Vec::new();
-        for (i, m) in self.modules.iter().enumerate() {
-            self.dep_line(i, &mut line);
+        for (i, (m, deps)) in self.modules.iter().zip(&self.resolved.deps).enumerate() {
+            self.dep_line(m, deps, &mut line);
             if trie.insert(&m.name, &line, i as u32)? && self.warn_duplicates {
                 diags.push(Diag::DuplicateDep(line.clone()));
             }
@@ -208,10 +209,14 @@ impl Outputs<'_, '_> {
     fn symbols(&self, out: &mut impl Sink) {
         out.put(b"# Aliases for symbols, used by symbol_request().\n");
         for s in self.resolved.symbols.in_kmod_order() {
+            // Owners are indices of `modules` (made by `resolve`), so all are found.
+            let Some(owner) = self.modules.get(s.owner as usize) else {
+                continue;
+            };
             out.put(b"alias symbol:");
             out.put(s.name);
             out.put(b" ");
-            out.put(&self.modules[s.owner as usize].name);
+            out.put(&owner.name);
             out.put(b"\n");
         }
     }
@@ -223,7 +228,10 @@ impl Outputs<'_, '_> {
             key.clear();
             key.extend_from_slice(b"symbol:");
             key.extend_from_slice(s.name);
-            let owner = &self.modules[s.owner as usize];
+            // Owners are indices of `modules` (made by `resolve`), so all are found.
+            let Some(owner) = self.modules.get(s.owner as usize) else {
+                continue;
+            };
             if trie.insert(&key, &owner.name, s.owner)? && self.warn_duplicates {
                 diags.push(Diag::DuplicateSym(key.clone(), owner.name.clone()));
             }
@@ -274,17 +282,18 @@ impl Outputs<'_, '_> {
 }
 
 fn push_decimal(buf: &mut Vec<u8>, mut v: u32) {
+    // Digits from the right; a `u32` has at most 10.
     let mut tmp = [0u8; 10];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (v % 10) as u8;
+    let mut n = 0;
+    for slot in tmp.iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        n += 1;
         v /= 10;
         if v == 0 {
             break;
         }
     }
-    buf.extend_from_slice(&tmp[i..]);
+    buf.extend(tmp.iter().skip(tmp.len() - n));
 }
 
 /// C `sscanf(s, "<prefix>%u-%u", …) == 2`.
@@ -298,31 +307,30 @@ fn scan_major_minor(s: &[u8], prefix: &[u8]) -> Option<(u32, u32)> {
 
 /// C `%u`: optional white space, optional sign, decimal digits (wrapping like
 /// `strtoul` cast to `unsigned int`).
-fn scan_u(s: &[u8]) -> Option<(u32, &[u8])> {
-    let mut i = 0;
-    while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
-        i += 1;
+fn scan_u(mut s: &[u8]) -> Option<(u32, &[u8])> {
+    while let Some((b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c, rest)) = s.split_first() {
+        s = rest;
     }
     let mut neg = false;
-    if i < s.len() && (s[i] == b'+' || s[i] == b'-') {
-        neg = s[i] == b'-';
-        i += 1;
+    if let Some((&sign @ (b'+' | b'-'), rest)) = s.split_first() {
+        neg = sign == b'-';
+        s = rest;
     }
-    let start = i;
+    let n = s.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (digits, rest) = s.split_at_checked(n)?;
+    if digits.is_empty() {
+        return None;
+    }
     let mut v: u64 = 0;
     let mut overflow = false;
-    while i < s.len() && s[i].is_ascii_digit() {
+    for &d in digits {
         match v
             .checked_mul(10)
-            .and_then(|x| x.checked_add(u64::from(s[i] - b'0')))
+            .and_then(|x| x.checked_add(u64::from(d - b'0')))
         {
             Some(x) => v = x,
             None => overflow = true,
         }
-        i += 1;
-    }
-    if i == start {
-        return None;
     }
     let v = if overflow {
         u64::MAX
@@ -331,5 +339,5 @@ fn scan_u(s: &[u8]) -> Option<(u32, &[u8])> {
     } else {
         v
     };
-    Some((v as u32, &s[i..]))
+    Some((v as u32, rest))
 }

@@ -51,6 +51,10 @@ pub struct SymbolTable<'a> {
 const EMPTY: u32 = u32::MAX;
 
 impl<'a> SymbolTable<'a> {
+    // Cannot fail, and is the hottest loop of the run: `slots` has a power-of-two
+    // length (`grow` makes it so before any lookup), `i` is always masked by
+    // `len - 1`, and a non-empty slot holds the index of an entry.
+    #[allow(clippy::indexing_slicing)]
     fn find_slot(&self, name: &[u8], h: u32) -> (usize, Option<usize>) {
         let mask = self.slots.len() - 1;
         let mut i = (h as usize).wrapping_mul(0x9e37_79b9) & mask;
@@ -67,6 +71,8 @@ impl<'a> SymbolTable<'a> {
         }
     }
 
+    // Cannot fail: `n` is a power of two, `i` is masked by `n - 1`.
+    #[allow(clippy::indexing_slicing)]
     fn grow(&mut self) {
         let n = (self.slots.len() * 2).max(1024);
         self.slots = alloc::vec![EMPTY; n];
@@ -93,10 +99,17 @@ impl<'a> SymbolTable<'a> {
             crc,
             hash: h,
         };
+        // `find_slot` returns a slot of `slots` and, if found, an index of `entries`.
         match found {
-            Some(e) => self.entries[e] = sym,
+            Some(e) => {
+                if let Some(entry) = self.entries.get_mut(e) {
+                    *entry = sym;
+                }
+            }
             None => {
-                self.slots[slot] = self.entries.len() as u32;
+                if let Some(s) = self.slots.get_mut(slot) {
+                    *s = self.entries.len() as u32;
+                }
                 self.entries.push(sym);
             }
         }
@@ -108,7 +121,7 @@ impl<'a> SymbolTable<'a> {
             return None;
         }
         let (_, found) = self.find_slot(name, hash::superfast(name));
-        found.map(|e| &self.entries[e])
+        found.and_then(|e| self.entries.get(e))
     }
 
     /// Number of symbols.
@@ -146,8 +159,8 @@ pub struct Resolved<'a> {
 }
 
 fn strip_prefix(name: &[u8], prefix: Option<u8>) -> &[u8] {
-    match (prefix, name.first()) {
-        (Some(p), Some(&c)) if c == p => &name[1..],
+    match (prefix, name.split_first()) {
+        (Some(p), Some((&c, rest))) if c == p => rest,
         _ => name,
     }
 }
@@ -182,9 +195,11 @@ pub fn resolve<'a>(
         }
     }
 
+    // Owners other than KERNEL are module indices (`i` above), so below `n`: the
+    // lookups by module index that follow all find their slot.
     let mut direct: Vec<Vec<u32>> = alloc::vec![Vec::new(); n];
     let mut users = alloc::vec![0u32; n];
-    for (i, d) in data.iter().enumerate() {
+    for ((i, d), direct_i) in data.iter().enumerate().zip(direct.iter_mut()) {
         for (name, crc, weak) in d.imports() {
             let mut key = name.strip_prefix(b".").unwrap_or(name);
             key = strip_prefix(key, opts.prefix);
@@ -198,11 +213,13 @@ pub fn resolve<'a>(
                 diags.push(Diag::VersionMismatch(i as u32, name.to_vec()));
             }
             let owner = sym.owner;
-            if owner == KERNEL || direct[i].contains(&owner) {
+            if owner == KERNEL || direct_i.contains(&owner) {
                 continue;
             }
-            direct[i].push(owner);
-            users[owner as usize] += 1;
+            direct_i.push(owner);
+            if let Some(u) = users.get_mut(owner as usize) {
+                *u += 1;
+            }
             if opts.verbose {
                 diags.push(Diag::Needs(i as u32, sym.name.to_vec(), owner));
             }
@@ -211,16 +228,24 @@ pub fn resolve<'a>(
 
     // Topological numbering (spec §6.1): users before what they use, LIFO.
     let mut left = users.clone();
-    let mut stack: Vec<u32> = (0..n as u32).filter(|&i| left[i as usize] == 0).collect();
+    let mut stack: Vec<u32> = (0..n as u32)
+        .zip(&left)
+        .filter(|&(_, &l)| l == 0)
+        .map(|(i, _)| i)
+        .collect();
     let mut sort_idx = alloc::vec![u32::MAX; n];
     let mut sorted = 0u32;
     while let Some(i) = stack.pop() {
-        sort_idx[i as usize] = sorted;
+        if let Some(s) = sort_idx.get_mut(i as usize) {
+            *s = sorted;
+        }
         sorted += 1;
-        for &d in &direct[i as usize] {
-            left[d as usize] -= 1;
-            if left[d as usize] == 0 {
-                stack.push(d);
+        for &d in direct.get(i as usize).map_or(&[][..], Vec::as_slice) {
+            if let Some(l) = left.get_mut(d as usize) {
+                *l -= 1;
+                if *l == 0 {
+                    stack.push(d);
+                }
             }
         }
     }
@@ -229,8 +254,9 @@ pub fn resolve<'a>(
         return Err(Cycles);
     }
 
+    let rank = |m: u32| sort_idx.get(m as usize).copied().unwrap_or(u32::MAX);
     for d in direct.iter_mut() {
-        d.sort_by_key(|&m| sort_idx[m as usize]);
+        d.sort_by_key(|&m| rank(m));
     }
     // Full lists: the transitive closure, ascending dep_sort_idx.
     let mut seen = alloc::vec![u32::MAX; n];
@@ -241,14 +267,16 @@ pub fn resolve<'a>(
         work.clear();
         work.extend(dir.iter().rev().copied());
         while let Some(m) = work.pop() {
-            if seen[m as usize] == i as u32 {
-                continue;
+            match seen.get_mut(m as usize) {
+                Some(s) if *s != i as u32 => *s = i as u32,
+                _ => continue,
             }
-            seen[m as usize] = i as u32;
             all.push(m);
-            work.extend(direct[m as usize].iter().rev().copied());
+            if let Some(next) = direct.get(m as usize) {
+                work.extend(next.iter().rev().copied());
+            }
         }
-        all.sort_by_key(|&m| sort_idx[m as usize]);
+        all.sort_by_key(|&m| rank(m));
         deps.push(all);
     }
     Ok(Resolved { symbols, deps })
@@ -267,7 +295,12 @@ const CYCLE_NAME_BUDGET: usize = 1 << 17;
 /// stack assertion or never terminate, we stop with [`Diag::CycleReportAborted`].
 fn report_cycles(deps: &[Vec<u32>], left: &[u32], diags: &mut Vec<Diag>) {
     let n = deps.len();
-    let mut roots: Vec<u32> = (0..n as u32).filter(|&i| left[i as usize] > 0).collect();
+    // Every module index here (vertices, dependencies) is below `n`, as in `resolve`.
+    let mut roots: Vec<u32> = (0..n as u32)
+        .zip(left)
+        .filter(|&(_, &l)| l > 0)
+        .map(|(i, _)| i)
+        .collect();
     let capacity = roots.len();
     let mut head = 0usize;
     let mut visited = alloc::vec![false; n];
@@ -302,19 +335,21 @@ fn report_cycles(deps: &[Vec<u32>], left: &[u32], diags: &mut Vec<Diag>) {
                 diags.push(Diag::CycleReportAborted);
                 return;
             }
-            let (m, parent) = vertices[v as usize];
-            if visited[m as usize] && m == root {
+            // `v` and parents are indices of `vertices`, pushed below.
+            let Some(&(m, parent)) = vertices.get(v as usize) else {
+                continue;
+            };
+            if visited.get(m as usize) == Some(&true) && m == root {
                 let mut chain = Vec::new();
                 let mut p = parent;
-                while p != u32::MAX {
-                    let (pm, pp) = vertices[p as usize];
+                while let Some(&(pm, pp)) = vertices.get(p as usize) {
                     chain.push(pm);
                     p = pp;
                 }
                 chain.reverse();
                 for &x in &chain {
-                    if !in_loop[x as usize] {
-                        in_loop[x as usize] = true;
+                    if let Some(flag @ false) = in_loop.get_mut(x as usize) {
+                        *flag = true;
                         loop_count += 1;
                     }
                 }
@@ -330,12 +365,15 @@ fn report_cycles(deps: &[Vec<u32>], left: &[u32], diags: &mut Vec<Diag>) {
                 diags.push(Diag::Cycle(chain));
                 continue;
             }
-            visited[m as usize] = true;
-            if deps[m as usize].is_empty() {
+            if let Some(seen) = visited.get_mut(m as usize) {
+                *seen = true;
+            }
+            let deps_m = deps.get(m as usize).map_or(&[][..], Vec::as_slice);
+            if deps_m.is_empty() {
                 remove(&mut roots, &mut head, m);
                 continue;
             }
-            for &d in &deps[m as usize] {
+            for &d in deps_m {
                 if stack.len() == capacity {
                     diags.push(Diag::CycleReportAborted);
                     return;

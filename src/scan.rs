@@ -91,14 +91,22 @@ struct Sections<'a> {
 /// Splits a string section the way kmod does (`kmod_elf_get_strings`): leading NULs
 /// dropped, strings separated by runs of NULs, a final unterminated string kept.
 fn strings(section: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut s = section;
-    while s.len() > 1 && s[0] == 0 {
-        s = &s[1..];
-    }
+    let mut s = skip_leading_nuls(section);
     if s.len() <= 1 {
         s = &[];
     }
     s.split(|&b| b == 0).filter(|p| !p.is_empty())
+}
+
+/// `s` without its leading NULs, but keeping at least one byte.
+fn skip_leading_nuls(mut s: &[u8]) -> &[u8] {
+    while let [0, rest @ ..] = s {
+        if rest.is_empty() {
+            break;
+        }
+        s = rest;
+    }
+    s
 }
 
 fn modinfo(section: Option<&[u8]>) -> Vec<(InfoKey, &[u8])> {
@@ -108,10 +116,9 @@ fn modinfo(section: Option<&[u8]>) -> Vec<(InfoKey, &[u8])> {
     strings(section)
         .filter_map(|rec| {
             // A record without `=` is a key with an empty value.
-            let (key, value) = match rec.iter().position(|&b| b == b'=') {
-                Some(eq) => (&rec[..eq], &rec[eq + 1..]),
-                None => (rec, &rec[rec.len()..]),
-            };
+            let mut parts = rec.splitn(2, |&b| b == b'=');
+            let key = parts.next().unwrap_or(rec);
+            let value = parts.next().unwrap_or_default();
             let key = match key {
                 b"alias" => InfoKey::Alias,
                 b"softdep" => InfoKey::Softdep,
@@ -131,10 +138,7 @@ fn exports<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> Result<Vec<Export<'a>>, ElfEr
     let Some(section) = s.ksymtab_strings else {
         return Ok(Vec::new());
     };
-    let mut s = section;
-    while s.len() > 1 && s[0] == 0 {
-        s = &s[1..];
-    }
+    let s = skip_leading_nuls(section);
     if s.len() <= 1 {
         return Ok(Vec::new());
     }
@@ -193,7 +197,7 @@ fn versions<'a>(elf: &Elf<'a>, section: Option<&'a [u8]>) -> Vec<Version<'a>> {
         .chunks_exact(64)
         .map(|entry| Version {
             crc: elf.word(entry, 0, elf.is64()).unwrap_or(0),
-            field: &entry[crc_len..],
+            field: entry.get(crc_len..).unwrap_or_default(),
         })
         .collect()
 }
@@ -240,13 +244,18 @@ fn imports<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> Vec<Import<'a>> {
         let h = fnv(name);
         let at = by_hash.partition_point(|&(k, _)| k < h);
         // Entries with this hash, in index order: the first equal name is kmod's.
-        if let Some(&(_, j)) = by_hash[at..]
+        // `at <= by_hash.len()`, and `j` indexes `versions`, `names` and `used` alike.
+        if let Some(&(_, j)) = by_hash
+            .get(at..)
+            .unwrap_or_default()
             .iter()
             .take_while(|&&(k, _)| k == h)
-            .find(|&&(_, j)| names[j as usize] == Some(name))
+            .find(|&&(_, j)| names.get(j as usize) == Some(&Some(name)))
         {
-            crc = versions[j as usize].crc;
-            used[j as usize] = true;
+            if let (Some(v), Some(u)) = (versions.get(j as usize), used.get_mut(j as usize)) {
+                crc = v.crc;
+                *u = true;
+            }
         }
         list.push(Import {
             name,

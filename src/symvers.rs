@@ -22,25 +22,20 @@ fn lines(text: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {
     let mut pos = 0;
     let mut n = 0u32;
     core::iter::from_fn(move || {
-        if pos >= text.len() {
-            return None;
-        }
-        let rest = &text[pos..];
-        let max = rest.len().min(10239);
-        let len = rest[..max]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(max, |i| i + 1);
-        pos += len;
+        let rest = text.get(pos..).filter(|r| !r.is_empty())?;
+        let max = rest.get(..10239).unwrap_or(rest);
+        // Up to and including the first newline, or all of `max`.
+        let line = max.split_inclusive(|&b| b == b'\n').next().unwrap_or(max);
+        pos += line.len();
         n += 1;
         // A C string: anything after an embedded NUL is invisible.
-        Some((n, crate::elf::cstr(&rest[..len])))
+        Some((n, crate::elf::cstr(line)))
     })
 }
 
 fn strip(name: &[u8], prefix: Option<u8>) -> &[u8] {
-    match (prefix, name.first()) {
-        (Some(p), Some(&c)) if c == p => &name[1..],
+    match (prefix, name.split_first()) {
+        (Some(p), Some((&c, rest))) if c == p => rest,
         _ => name,
     }
 }
@@ -62,8 +57,10 @@ fn parse_hex(tok: &[u8]) -> Option<u64> {
             s = rest;
         }
     }
-    if s.len() > 2 && (s.starts_with(b"0x") || s.starts_with(b"0X")) && s[2].is_ascii_hexdigit() {
-        s = &s[2..];
+    if let Some(hex) = s.strip_prefix(b"0x").or_else(|| s.strip_prefix(b"0X")) {
+        if hex.first().is_some_and(u8::is_ascii_hexdigit) {
+            s = hex;
+        }
     }
     if s.is_empty() {
         return None;
@@ -114,22 +111,16 @@ pub fn parse_system_map<'a>(
 ) -> Vec<KernelSymbol<'a>> {
     let mut out = Vec::new();
     for (n, line) in lines(text) {
-        let second = line.iter().position(|&b| b == b' ').and_then(|i| {
-            line[i + 1..]
-                .iter()
-                .position(|&b| b == b' ')
-                .map(|j| i + 1 + j)
-        });
-        let Some(second) = second else {
+        // The third field: everything after the second space.
+        let mut fields = line.splitn(3, |&b| b == b' ');
+        let (Some(_), Some(_), Some(third)) = (fields.next(), fields.next(), fields.next()) else {
             diags.push(Diag::SystemMapBadLine(n, line.to_vec()));
             continue;
         };
-        let p = strip(&line[second + 1..], prefix);
+        let p = strip(third, prefix);
         if let Some(rest) = p.strip_prefix(b"__ksymtab_") {
-            let name = match rest.iter().position(|&b| b == b'\n') {
-                Some(i) => &rest[..i],
-                None => rest,
-            };
+            // Up to the newline (`split` yields at least one piece).
+            let name = rest.split(|&b| b == b'\n').next().unwrap_or(rest);
             out.push(KernelSymbol { name, crc: 0 });
         }
     }

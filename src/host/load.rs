@@ -126,14 +126,15 @@ pub fn load_all(paths: &[&[u8]]) -> Vec<ModuleData> {
                 let mut local = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n {
-                        break;
-                    }
-                    local.push((i, load_one(paths[i], &mut file_buf, &mut unpacked)));
+                    let Some(&path) = paths.get(i) else { break };
+                    local.push((i, load_one(path, &mut file_buf, &mut unpacked)));
                 }
                 let mut r = results.lock().unwrap_or_else(|e| e.into_inner());
                 for (i, d) in local {
-                    r[i] = Some(d);
+                    // `r` has one slot per path, and `i` indexed `paths`.
+                    if let Some(slot) = r.get_mut(i) {
+                        *slot = Some(d);
+                    }
                 }
             });
         }

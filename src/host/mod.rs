@@ -99,19 +99,16 @@ fn current_dir_name() -> Vec<u8> {
 
 /// C `sscanf(arg, "%u.%u", …) == 2`: kmod's test for a kernel version argument.
 pub fn is_kernel_version(arg: &[u8]) -> bool {
-    fn unsigned(s: &[u8]) -> Option<&[u8]> {
-        let mut i = 0;
-        while i < s.len() && matches!(s[i], b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) {
-            i += 1;
+    fn unsigned(mut s: &[u8]) -> Option<&[u8]> {
+        while let Some((b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c, rest)) = s.split_first() {
+            s = rest;
         }
-        if i < s.len() && (s[i] == b'+' || s[i] == b'-') {
-            i += 1;
+        if let Some((b'+' | b'-', rest)) = s.split_first() {
+            s = rest;
         }
-        let start = i;
-        while i < s.len() && s[i].is_ascii_digit() {
-            i += 1;
-        }
-        (i > start).then_some(&s[i..])
+        let digits = s.iter().take_while(|b| b.is_ascii_digit()).count();
+        let (digits, rest) = s.split_at_checked(digits)?;
+        (!digits.is_empty()).then_some(rest)
     }
     unsigned(arg)
         .and_then(|r| r.strip_prefix(b"."))
@@ -469,7 +466,10 @@ fn produce_all(outputs: &Outputs<'_, '_>, dir: &[u8]) -> Vec<Produced> {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(&file) = files.get(i) else { break };
                 let p = produce(file, outputs, dir);
-                slots.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(p);
+                // `slots` has one slot per file, and `i` indexed `files`.
+                if let Some(slot) = slots.lock().unwrap_or_else(|e| e.into_inner()).get_mut(i) {
+                    *slot = Some(p);
+                }
             });
         }
     });
@@ -648,8 +648,9 @@ fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
     // kmod's path buffer: a C string in a PATH_MAX array.
     let mut buf = vec![0u8; PATH_MAX + 1];
     let shown = |buf: &[u8]| crate::elf::cstr(buf).to_vec();
-    buf[..dir.len()].copy_from_slice(dir);
-    buf[dir.len()] = b'/';
+    // `dir` opened, so it is shorter than PATH_MAX (longer paths fail with
+    // ENAMETOOLONG); every later write is checked against PATH_MAX first.
+    put(&mut buf, 0, dir, b'/');
     let base = dir.len() + 1;
     // (directory iterator, its base length); kmod's first directory is fd 3.
     let mut stack = vec![(root, base)];
@@ -671,11 +672,11 @@ fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
             continue;
         }
         if base + name.len() + 2 >= PATH_MAX {
-            buf[base] = 0;
+            put(&mut buf, base, b"", 0);
             report.log_bytes(Level::Error, &[b"path is too long ", &shown(&buf), name]);
             continue;
         }
-        let mut path = buf[..base].to_vec();
+        let mut path = buf.get(..base).unwrap_or(&buf).to_vec();
         path.extend_from_slice(name);
         let m = match fs::metadata(os(&path)) {
             Ok(m) => m,
@@ -693,8 +694,7 @@ fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
             }
         };
         if m.is_dir() {
-            buf[base..base + name.len()].copy_from_slice(name);
-            buf[base + name.len()] = 0;
+            put(&mut buf, base, name, 0);
             if base + name.len() + 2 + 255 >= PATH_MAX {
                 report.log_bytes(
                     Level::Error,
@@ -708,8 +708,7 @@ fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
             match fs::read_dir(os(&path)) {
                 Ok(sub) => {
                     seen.push((m.dev(), m.ino()));
-                    buf[base + name.len()] = b'/';
-                    buf[base + name.len() + 1] = 0;
+                    put(&mut buf, base + name.len(), b"/", 0);
                     stack.push((sub, base + name.len() + 1));
                 }
                 Err(e) => report.log_bytes(
@@ -726,8 +725,7 @@ fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
             if !walk::is_module_name(name) {
                 continue;
             }
-            buf[base..base + name.len()].copy_from_slice(name);
-            buf[base + name.len()] = 0;
+            put(&mut buf, base, name, 0);
             if m.mtime() > dep_mtime {
                 return false;
             }
@@ -742,5 +740,18 @@ fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
                 ],
             );
         }
+    }
+}
+
+/// kmod's `memcpy(buf + at, bytes, len); buf[at + len] = end` on its path buffer.
+/// Callers check lengths against `PATH_MAX` first; a write past the buffer would be
+/// dropped, not made.
+fn put(buf: &mut [u8], at: usize, bytes: &[u8], end: u8) {
+    let end_at = at.saturating_add(bytes.len());
+    if let Some(dst) = buf.get_mut(at..end_at) {
+        dst.copy_from_slice(bytes);
+    }
+    if let Some(b) = buf.get_mut(end_at) {
+        *b = end;
     }
 }

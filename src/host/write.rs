@@ -89,7 +89,7 @@ impl Staging {
         for (i, (tmp, target)) in staged.iter().enumerate() {
             if let Err(error) = fs::rename(tmp, target) {
                 // Earlier renames stand (each is atomic); drop the rest.
-                for (t, _) in &staged[i..] {
+                for (t, _) in staged.iter().skip(i) {
                     let _ = fs::remove_file(t);
                 }
                 return Err(WriteError {
