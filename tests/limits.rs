@@ -336,3 +336,26 @@ fn regression_module_shrinking_during_scan_is_not_a_crash() {
         out.status
     );
 }
+
+/// Regression (found by the `decompress_zst` fuzz target, artifact
+/// `crash-3d42c8a0…`): a 137-byte zstd frame without a content size that inflates to
+/// 2.5 MiB. With a 1 MiB limit the decoder must stop at the limit ("refusing to grow
+/// the buffer past a limit, so a bomb costs at most that much memory"), but it let
+/// libzstd fill all the spare capacity `Vec::reserve` happened to give, past the limit.
+#[test]
+fn regression_zstd_output_stays_within_the_limit() {
+    use depmod::decompress::{decompress, Error, Format};
+    let mut input = vec![0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x80];
+    input.extend_from_slice(&[0x0a; 127]);
+    input.extend_from_slice(&[0x02, 0x3d, 0x03, 0x27]);
+    assert_eq!(input.len(), 137);
+    let limit = 1 << 20;
+    let mut out = Vec::new();
+    let r = decompress(Format::Zstd, &input, &mut out, limit);
+    assert_eq!(r, Err(Error::TooLarge(Format::Zstd)));
+    assert!(
+        out.len() <= limit + 1,
+        "{} bytes in the buffer for a limit of {limit}",
+        out.len()
+    );
+}
