@@ -359,3 +359,29 @@ fn regression_zstd_output_stays_within_the_limit() {
         out.len()
     );
 }
+
+/// The same for xz (same buffer handling in `decompress/xz.rs`): 1.6 MiB of zeros,
+/// compressed, decoded with a 1 MiB limit.
+#[test]
+fn regression_xz_output_stays_within_the_limit() {
+    use depmod::decompress::{decompress, Error, Format};
+    let mut child = Command::new("xz")
+        .args(["-c", "--check=crc32"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("xz (cargo xtask test installs it)");
+    let mut stdin = child.stdin.take().unwrap();
+    let w = std::thread::spawn(move || stdin.write_all(&vec![0u8; 1600 << 10]));
+    let out = child.wait_with_output().unwrap();
+    w.join().unwrap().unwrap();
+    let limit = 1 << 20;
+    let mut buf = Vec::new();
+    let r = decompress(Format::Xz, &out.stdout, &mut buf, limit);
+    assert_eq!(r, Err(Error::TooLarge(Format::Xz)));
+    assert!(
+        buf.len() <= limit + 1,
+        "{} bytes in the buffer for a limit of {limit}",
+        buf.len()
+    );
+}
