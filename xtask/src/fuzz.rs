@@ -185,6 +185,7 @@ fn fuzz_one(
     }
     let log_path = logs.join(format!("{target}.log"));
     let log = fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let started = std::time::Instant::now();
     let status = Command::new("cargo")
         .args(["+nightly", "fuzz", "run", "--target-dir"])
         .arg(build_dir)
@@ -221,7 +222,8 @@ fn fuzz_one(
         .filter_map(|l| l.split(' ').next())
         .filter_map(|v| v.parse().ok())
         .next_back()
-        .unwrap_or(time);
+        // A crash ends the run early, without the "Done" line.
+        .unwrap_or_else(|| started.elapsed().as_secs().min(time));
     let ok = status.success();
     let note = if ok {
         String::new()
