@@ -16,7 +16,13 @@ pub enum ElfError {
     /// An ELF file whose headers are inconsistent or point outside the file (kmod:
     /// `EINVAL`, "Invalid argument").
     Malformed,
+    /// More symbol table entries than [`MAX_SYMBOLS`] (a limit of ours, not kmod's).
+    TooManySymbols,
 }
+
+/// Symbol table entries accepted in one module. Real modules have at most tens of
+/// thousands; a crafted one could have hundreds of millions.
+pub const MAX_SYMBOLS: usize = 1 << 22;
 
 /// `e_machine` values that change how depmod reads symbols (SPARC register symbols).
 pub const EM_SPARC: u16 = 2;

@@ -73,6 +73,11 @@ pub fn scan(data: &[u8]) -> Result<ModuleScan<'_>, ElfError> {
         versions: versions_s,
         ksymtab_strings,
     };
+    if s.symtab
+        .is_some_and(|(_, _, n)| n > crate::elf::MAX_SYMBOLS)
+    {
+        return Err(ElfError::TooManySymbols);
+    }
     Ok(ModuleScan {
         modinfo: modinfo(modinfo_s),
         exports: exports(&elf, &s),
@@ -298,6 +303,10 @@ pub enum LoadError {
     Io(i32),
     /// The compressed file could not be decompressed.
     Decompress(crate::decompress::Error),
+    /// The file is larger than the module size limit.
+    TooLarge,
+    /// The symbol table has more entries than the limit.
+    TooManySymbols,
 }
 
 impl From<ElfError> for LoadError {
@@ -305,6 +314,7 @@ impl From<ElfError> for LoadError {
         match e {
             ElfError::NotElf => LoadError::NotElf,
             ElfError::Malformed => LoadError::Malformed,
+            ElfError::TooManySymbols => LoadError::TooManySymbols,
         }
     }
 }

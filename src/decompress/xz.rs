@@ -47,10 +47,13 @@ pub fn decode(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Error
             let more = out.len().min(limit.saturating_add(1) - out.len()).max(4096);
             out.reserve(more);
         }
+        // Never let the decoder write past limit + 1 (enough to detect the overflow).
+        let room = limit.saturating_add(1).saturating_sub(out.len());
         let spare = out.spare_capacity_mut();
+        let spare_len = spare.len().min(room);
         s.0.next_out = spare.as_mut_ptr().cast();
-        s.0.avail_out = spare.len();
-        let before = spare.len();
+        s.0.avail_out = spare_len;
+        let before = spare_len;
         // SAFETY: `next_in/avail_in` describe `input`, alive for this call;
         // `next_out/avail_out` describe the vector's spare capacity, which liblzma
         // only writes into; it reports how much it wrote through `avail_out`.

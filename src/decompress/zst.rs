@@ -49,10 +49,13 @@ pub fn decode(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Error
             let more = out.len().min(limit.saturating_add(1) - out.len()).max(4096);
             out.reserve(more);
         }
+        // Never let the decoder write past limit + 1 (enough to detect the overflow).
+        let room = limit.saturating_add(1).saturating_sub(out.len());
         let spare = out.spare_capacity_mut();
+        let spare_len = spare.len().min(room);
         let mut outb = zstd_sys::ZSTD_outBuffer {
             dst: spare.as_mut_ptr().cast::<c_void>(),
-            size: spare.len(),
+            size: spare_len,
             pos: 0,
         };
         // SAFETY: the buffers describe `input` and the vector's spare capacity; zstd

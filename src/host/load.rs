@@ -11,9 +11,7 @@ use std::{format, vec};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -24,88 +22,51 @@ use crate::scan::{LoadError, ModuleData};
 /// the machine). The largest real module (amdgpu, debug builds) is well below it.
 pub const MAX_MODULE_SIZE: usize = 1 << 30;
 
-/// A read-only private mapping of a whole file.
-struct Mapping {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-impl Mapping {
-    fn new(file: &File, len: usize) -> Option<Mapping> {
-        // SAFETY: a fresh read-only private mapping of `len` bytes of an open file;
-        // the kernel picks the address. Failure is reported as MAP_FAILED.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        (ptr != libc::MAP_FAILED).then_some(Mapping { ptr, len })
-    }
-
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: the mapping is `len` readable bytes and lives as long as `self`.
-        // Like kmod (which maps modules the same way), we assume module files are
-        // not truncated while depmod runs.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are exactly what mmap returned; unmapped once.
-        unsafe { libc::munmap(self.ptr, self.len) };
-    }
-}
-
 fn errno_of(e: &std::io::Error) -> LoadError {
     LoadError::Io(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
-/// Loads one module. Plain modules are mapped, so only the pages the scan touches
-/// are read (headers, symbol and string tables, .modinfo — not code or relocations).
+/// Reads a whole file into `buf` (reused), refusing files over `MAX_MODULE_SIZE`.
+///
+/// Modules are read, not mapped: a module file truncated while we look at it (a
+/// package upgrade running meanwhile) must give a short read, not a SIGBUS.
+fn read_file(file: &File, buf: &mut Vec<u8>) -> Result<(), LoadError> {
+    buf.clear();
+    let cap = MAX_MODULE_SIZE as u64 + 1;
+    file.take(cap).read_to_end(buf).map_err(|e| errno_of(&e))?;
+    if buf.len() > MAX_MODULE_SIZE {
+        return Err(LoadError::TooLarge);
+    }
+    Ok(())
+}
+
+/// Loads one module: reads it (decompressing by magic), scans it, keeps what the
+/// outputs need.
 fn load_one(path: &[u8], file_buf: &mut Vec<u8>, unpacked: &mut Vec<u8>) -> ModuleData {
     let file = match File::open(OsStr::from_bytes(path)) {
         Ok(f) => f,
         Err(e) => return ModuleData::failed(errno_of(&e)),
     };
     let len = match file.metadata() {
-        Ok(m) => m.len() as usize,
+        Ok(m) => m.len(),
         Err(e) => return ModuleData::failed(errno_of(&e)),
     };
     if len < 6 {
         return ModuleData::failed(LoadError::Malformed);
     }
-    let mut head = [0u8; 6];
-    if let Err(e) = file.read_exact_at(&mut head, 0) {
-        return ModuleData::failed(errno_of(&e));
+    if len > MAX_MODULE_SIZE as u64 {
+        return ModuleData::failed(LoadError::TooLarge);
     }
-    match decompress::detect(&head) {
+    if let Err(e) = read_file(&file, file_buf) {
+        return ModuleData::failed(e);
+    }
+    match decompress::detect(file_buf) {
         None => ModuleData::failed(LoadError::Malformed),
-        Some(Format::Plain) => match Mapping::new(&file, len) {
-            Some(map) => ModuleData::from_image(map.bytes()),
-            None => {
-                file_buf.clear();
-                match (&file).read_to_end(file_buf) {
-                    Ok(_) => ModuleData::from_image(file_buf),
-                    Err(e) => ModuleData::failed(errno_of(&e)),
-                }
-            }
+        Some(Format::Plain) => ModuleData::from_image(file_buf),
+        Some(format) => match decompress::decompress(format, file_buf, unpacked, MAX_MODULE_SIZE) {
+            Ok(()) => ModuleData::from_image(unpacked),
+            Err(e) => ModuleData::failed(LoadError::Decompress(e)),
         },
-        Some(format) => {
-            file_buf.clear();
-            if let Err(e) = (&file).read_to_end(file_buf) {
-                return ModuleData::failed(errno_of(&e));
-            }
-            match decompress::decompress(format, file_buf, unpacked, MAX_MODULE_SIZE) {
-                Ok(()) => ModuleData::from_image(unpacked),
-                Err(e) => ModuleData::failed(LoadError::Decompress(e)),
-            }
-        }
     }
 }
 

@@ -228,6 +228,14 @@ pub fn load_error(e: &LoadError) -> String {
         LoadError::NotElf => strerror(libc::ENOEXEC),
         LoadError::Malformed => strerror(libc::EINVAL),
         LoadError::Io(errno) => strerror(*errno),
+        LoadError::TooLarge => format!(
+            "file is larger than {} MiB",
+            crate::host::MAX_MODULE_SIZE >> 20
+        ),
+        LoadError::TooManySymbols => format!(
+            "symbol table has more than {} entries",
+            crate::elf::MAX_SYMBOLS
+        ),
         LoadError::Decompress(d) => {
             use crate::decompress::Error;
             match d {
