@@ -129,7 +129,7 @@ mod tests {
     use super::*;
     use crate::index::Reader;
 
-    fn keys(t: &Trie) -> Vec<(Vec<u8>, Vec<(u32, Vec<u8>)>)> {
+    fn keys(t: &Trie) -> Vec<crate::index::Entry> {
         let mut out = Vec::new();
         t.write(&mut out);
         Reader::new(&out).unwrap().entries().unwrap()
