@@ -385,3 +385,61 @@ fn regression_xz_output_stays_within_the_limit() {
         buf.len()
     );
 }
+
+/// A 5 KiB `.bin` index whose root node has a 4000-byte prefix and 255 children that
+/// all point back to the root.
+fn looping_index() -> Vec<u8> {
+    let root = 0xA000_0000u32 | 12; // PREFIX | CHILDS, at offset 12
+    let mut v = Vec::new();
+    v.extend_from_slice(&0xB007_F457u32.to_be_bytes());
+    v.extend_from_slice(&0x0002_0001u32.to_be_bytes());
+    v.extend_from_slice(&root.to_be_bytes());
+    v.extend(std::iter::repeat_n(b'a', 4000));
+    v.push(0);
+    v.extend_from_slice(&[1, 255]);
+    for _ in 1..=255 {
+        v.extend_from_slice(&root.to_be_bytes());
+    }
+    v
+}
+
+/// Regression (found by the `index_reader` fuzz target: an 8 KiB input made it use
+/// more than 4 GiB): `index::Reader::entries` bounds the number of node visits by the
+/// file size, but each visit clones the key so far for every child, and a prefix
+/// revisited through a loop makes keys grow by its length at each level: memory grows
+/// with visits × children × key length. On this 5 KiB file it must fail (a loop is
+/// `ReadError::Corrupt`) within 256 MiB. Run in a child process under an address-space
+/// limit, so that a failure cannot take the machine's memory.
+#[test]
+fn regression_index_reader_memory_is_bounded() {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("prlimit")
+        .arg(format!("--as={}", 256u64 << 20))
+        .arg("--")
+        .arg(exe)
+        .args([
+            "--exact",
+            "index_reader_on_looping_index",
+            "--include-ignored",
+            "--test-threads=1",
+        ])
+        .output()
+        .expect("prlimit (util-linux)");
+    assert!(
+        out.status.success(),
+        "{}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+}
+
+/// The body of the test above (run by it in a child process).
+#[test]
+#[ignore = "run by regression_index_reader_memory_is_bounded under a memory limit"]
+fn index_reader_on_looping_index() {
+    let data = looping_index();
+    let r = depmod::index::Reader::new(&data).unwrap();
+    assert!(r.entries().is_err());
+}
