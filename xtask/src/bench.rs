@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Instant;
 
 #[path = "../../tests/common/debian.rs"]
-#[allow(dead_code)]
+#[allow(clippy::duplicate_mod)] // debian.rs allows its own dead code
 mod debian;
 #[path = "../../tests/common/variants.rs"]
 #[allow(dead_code)]

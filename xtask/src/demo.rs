@@ -13,6 +13,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+// Also included by `fuzz`, `image` and `bench`: each user gets its own copy.
+#[allow(clippy::duplicate_mod)]
 #[path = "../../tests/common/debian.rs"]
 mod debian;
 
