@@ -330,7 +330,7 @@ impl<'a> Reader<'a> {
         let mut visits = 0usize;
         while let Some((r, mut key)) = stack.pop() {
             visits += 1;
-            if visits > self.data.len() {
+            if visits > self.data.len() || key.len() > self.data.len() {
                 return Err(ReadError::Corrupt);
             }
             let mut o = (r & OFFSET_MASK) as usize;

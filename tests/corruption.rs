@@ -1,3 +1,4 @@
+#![allow(clippy::type_complexity, clippy::collapsible_if)]
 //! Bad input: hundreds of corrupted variants of real Debian 6.1 modules, plus bad
 //! directory entries (a directory named `foo.ko`, dangling and looping symlinks, a
 //! FIFO, an unreadable file), added to a tree of 18 real modules with their real

@@ -28,6 +28,8 @@ struct Sample {
     ok: bool,
 }
 
+// The child is reaped by wait4 below (clippy cannot see it).
+#[allow(clippy::zombie_processes)]
 fn run_once(bin: &Path, root: &Path, kver: &str, cfg: &Path) -> Sample {
     let start = Instant::now();
     let child = Command::new(bin)

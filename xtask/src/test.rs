@@ -45,9 +45,18 @@ pub fn run_all(root: &Path) -> Result<(), String> {
     ensure_packages(&[])?;
     crate::oracle::run(root)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    run(Command::new(&cargo).args(["fmt", "--all", "--check"]).current_dir(root))?;
     run(Command::new(&cargo)
-        .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+        .args(["fmt", "--all", "--check"])
+        .current_dir(root))?;
+    run(Command::new(&cargo)
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
         .current_dir(root))?;
     run(Command::new(&cargo)
         .args(["test", "--workspace", "--release"])
