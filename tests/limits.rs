@@ -1,4 +1,9 @@
-#![allow(clippy::suspicious_open_options, clippy::zombie_processes, clippy::needless_borrows_for_generic_args, unused_mut)]
+#![allow(
+    clippy::suspicious_open_options,
+    clippy::zombie_processes,
+    clippy::needless_borrows_for_generic_args,
+    unused_mut
+)]
 //! Limits: what hostile input sizes cost. A decompression bomb is refused at the size
 //! cap with a clear message; a tiny corrupt file costs little; a module with very many
 //! symbols, a deep directory tree and a pathological depmod.d pattern finish in
