@@ -6,6 +6,7 @@
 //! kmod's alternately (a warm-up, then `--runs N`, default 7, each) and prints the
 //! medians of wall time, CPU time (user+sys) and peak RSS, and the ratio ours/kmod.
 //! kmod is Debian's `/usr/sbin/depmod` unless `$KMOD_DEPMOD` names another.
+//! `--tree NAME` (repeatable: plain, gz, xz, zst) limits the run to those trees.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -65,10 +66,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     let mut runs = 7usize;
+    let mut only: Vec<String> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--runs" => runs = it.next().and_then(|v| v.parse().ok()).ok_or("--runs N")?,
+            "--tree" => only.push(it.next().cloned().ok_or("--tree plain|gz|xz|zst")?),
             other => return Err(format!("unknown bench argument {other}")),
         }
     }
@@ -100,6 +103,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     let mut trees: Vec<(String, PathBuf, Option<Compression>)> =
         vec![("plain".into(), tree.clone(), None)];
     for k in Compression::ALL {
+        if !only.is_empty() && !only.iter().any(|o| o == k.name()) {
+            continue;
+        }
         eprintln!(
             "xtask: preparing the {} tree (cached after the first run)",
             k.name()
@@ -129,7 +135,11 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
         "rss kmod",
         "ratio"
     );
+    let mut kmod_plain_wall = None;
     for (name, src, kind) in &trees {
+        if !only.is_empty() && !only.contains(name) {
+            continue;
+        }
         // Work on a scratch copy with hard links, so outputs do not touch the cache.
         let work = root.join("target/bench/work").join(name);
         let _ = fs::remove_dir_all(&work);
@@ -174,9 +184,17 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
         }
         let (ow, oc, or) = (median(ow), median(oc), median(or));
         if kw.is_empty() {
-            println!("{name:6} {ow:>9.3}s {:>10} {:>7} {oc:>9.3}s {:>10} {:>7} {:>7.0}MB {:>9} {:>7}   (kmod cannot read .ko.{name}: built without it)", "-", "-", "-", "-", or / 1024.0, "-", "-");
+            // No ratio on this tree; compare with kmod's time on the same modules
+            // uncompressed, when the plain tree ran (the yardstick for gz).
+            let vs_plain = kmod_plain_wall
+                .map(|k| format!("; ours here / kmod on plain: {:.2}", ow / k))
+                .unwrap_or_default();
+            println!("{name:6} {ow:>9.3}s {:>10} {:>7} {oc:>9.3}s {:>10} {:>7} {:>7.0}MB {:>9} {:>7}   (kmod cannot read .ko.{name}: built without it{vs_plain})", "-", "-", "-", "-", or / 1024.0, "-", "-");
         } else {
             let (kw, kc, kr) = (median(kw), median(kc), median(kr));
+            if kind.is_none() {
+                kmod_plain_wall = Some(kw);
+            }
             println!(
                 "{name:6} {ow:>9.3}s {kw:>9.3}s {:>7.2} {oc:>9.3}s {kc:>9.3}s {:>7.2} {:>7.0}MB {:>7.0}MB {:>7.2}",
                 ow / kw,
