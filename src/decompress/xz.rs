@@ -1,6 +1,7 @@
-//! xz through liblzma (C, built from source by `lzma-sys` and linked statically):
-//! the reference decoder, as kmod uses, and 1.4× the speed of the fastest pure-Rust
-//! one measured (xz4rust).
+//! xz through liblzma (C, xz 5.8, built from source by `liblzma-sys` and linked
+//! statically): the reference decoder, as kmod uses. Measured on the real tree, one
+//! core: 143 MB/s of output, against 96 for xz 5.2 (`lzma-sys`, the first choice) and
+//! 53 for the fastest pure-Rust decoder (xz4rust).
 #![allow(unsafe_code)]
 
 use alloc::vec::Vec;
@@ -10,13 +11,13 @@ use super::{Error, Format};
 const F: Format = Format::Xz;
 
 /// Frees the decoder on every exit path.
-struct Stream(lzma_sys::lzma_stream);
+struct Stream(liblzma_sys::lzma_stream);
 
 impl Drop for Stream {
     fn drop(&mut self) {
         // SAFETY: the stream was initialised by `lzma_stream_decoder` (or is all zero,
         // which `lzma_end` accepts), and is not used after this.
-        unsafe { lzma_sys::lzma_end(&mut self.0) };
+        unsafe { liblzma_sys::lzma_end(&mut self.0) };
     }
 }
 
@@ -25,8 +26,8 @@ pub fn decode(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Error
     let mut s = Stream(unsafe { core::mem::zeroed() });
     // SAFETY: `s.0` is a valid, initialised-to-zero stream.
     let rc =
-        unsafe { lzma_sys::lzma_stream_decoder(&mut s.0, u64::MAX, lzma_sys::LZMA_CONCATENATED) };
-    if rc != lzma_sys::LZMA_OK {
+        unsafe { liblzma_sys::lzma_stream_decoder(&mut s.0, u64::MAX, liblzma_sys::LZMA_CONCATENATED) };
+    if rc != liblzma_sys::LZMA_OK {
         return Err(Error::Corrupt(F));
     }
     s.0.next_in = input.as_ptr();
@@ -57,7 +58,7 @@ pub fn decode(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Error
         // SAFETY: `next_in/avail_in` describe `input`, alive for this call;
         // `next_out/avail_out` describe the vector's spare capacity, which liblzma
         // only writes into; it reports how much it wrote through `avail_out`.
-        let rc = unsafe { lzma_sys::lzma_code(&mut s.0, lzma_sys::LZMA_FINISH) };
+        let rc = unsafe { liblzma_sys::lzma_code(&mut s.0, liblzma_sys::LZMA_FINISH) };
         let produced = before - s.0.avail_out;
         // SAFETY: liblzma initialised exactly `produced` bytes after `len`.
         unsafe { out.set_len(out.len() + produced) };
@@ -65,9 +66,9 @@ pub fn decode(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Error
             return Err(Error::TooLarge(F));
         }
         match rc {
-            lzma_sys::LZMA_STREAM_END => return Ok(()),
-            lzma_sys::LZMA_OK => {}
-            lzma_sys::LZMA_BUF_ERROR => return Err(Error::Truncated(F)),
+            liblzma_sys::LZMA_STREAM_END => return Ok(()),
+            liblzma_sys::LZMA_OK => {}
+            liblzma_sys::LZMA_BUF_ERROR => return Err(Error::Truncated(F)),
             _ => return Err(Error::Corrupt(F)),
         }
         if produced == 0 && s.0.avail_in == 0 && s.0.avail_out > 0 {
