@@ -25,8 +25,9 @@ pub fn decode(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Error
     // SAFETY: `lzma_stream` is a plain C struct; all-zero is LZMA_STREAM_INIT.
     let mut s = Stream(unsafe { core::mem::zeroed() });
     // SAFETY: `s.0` is a valid, initialised-to-zero stream.
-    let rc =
-        unsafe { liblzma_sys::lzma_stream_decoder(&mut s.0, u64::MAX, liblzma_sys::LZMA_CONCATENATED) };
+    let rc = unsafe {
+        liblzma_sys::lzma_stream_decoder(&mut s.0, u64::MAX, liblzma_sys::LZMA_CONCATENATED)
+    };
     if rc != liblzma_sys::LZMA_OK {
         return Err(Error::Corrupt(F));
     }

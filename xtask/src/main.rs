@@ -11,6 +11,8 @@
 //! - `dist [--tiny]`: static musl binaries for x86_64, aarch64, armv7 (`dist.rs`).
 //! - `image ARCH` / `qemu ARCH`: an initramfs where our depmod runs, booted under
 //!   QEMU (`image.rs`, `qemu.rs`).
+//! - `cross [ARCH…]`: our depmod against kmod 34.2 over the real Debian trees of
+//!   the other architectures (arm64, armhf, i386, ppc64el, s390x, mips64el, mipsel).
 //! - `bench [--runs N]`: ours vs kmod on the real tree, plain and gz/xz/zst (`bench.rs`).
 
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use std::process::{Command, ExitCode};
 
 mod bench;
 mod cpio;
+mod cross;
 mod debs;
 mod demo;
 mod dist;
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         Some("dist") => dist::run_cli(&root(), &args[1..]),
         Some("image") => image::run_cli(&root(), &args[1..]),
         Some("qemu") => qemu::run_cli(&root(), &args[1..]),
+        Some("cross") => cross::run_cli(&root(), &args[1..]),
         _ => {
             eprintln!("usage: cargo xtask <oracle|test|demo|…>");
             return ExitCode::from(2);

@@ -3,7 +3,8 @@
 //! It first installs what the tests need when it is missing (as root, with apt-get:
 //! Debian's kmod 30 and busybox as oracles and consumers, compressors, QEMU), the
 //! Rust targets, and the kmod 34.2 oracle; then runs formatting and lint checks, the
-//! no_std build of the core, and the whole test suite.
+//! no_std build of the core, the whole test suite, the static builds and QEMU boots,
+//! the cross-architecture comparison and a fuzz smoke run.
 
 use std::path::Path;
 use std::process::Command;
@@ -63,6 +64,8 @@ pub fn run_all(root: &Path) -> Result<(), String> {
         .current_dir(root))?;
     // no_std build for thumbv7em, static musl binaries, QEMU boots (`dist.rs`).
     crate::dist::ci(root)?;
+    // Real Debian trees of every other architecture, against kmod 34.2 (`cross.rs`).
+    crate::cross::run_cli(root, &[])?;
     // Fuzz smoke run: every target of fuzz/ for 30 s (`cargo xtask fuzz`).
     crate::fuzz::run_cmd(root, &["--time".to_string(), "30".to_string()])?;
     Ok(())

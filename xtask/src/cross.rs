@@ -1,0 +1,321 @@
+//! `cargo xtask cross [ARCH…]`: our depmod, running on this x86_64 host, over the
+//! real Debian 12 module trees of the other architectures Debian ships — the
+//! cross-built root filesystem case (`depmod -b $ROOTFS $KVER`).
+//!
+//! For each architecture it fetches the kernel package (private apt state,
+//! `debs.rs`), then runs kmod 34.2 (`cargo xtask oracle`) and ours on the same
+//! unpacked root, twice each: `depmod -b ROOT KVER` and
+//! `depmod -b ROOT -e -F ROOT/boot/System.map-KVER KVER`. It fails unless both
+//! write the same set of files, byte for byte, and print the same stdout, stderr and
+//! exit status. Both get an empty `-C` directory, so the host's depmod.d is not read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use crate::debs::Apt;
+
+/// A Debian architecture and the kernel flavour taken from it.
+struct Target {
+    /// Debian's architecture name.
+    arch: &'static str,
+    /// The kernel package's flavour suffix at the pinned ABI.
+    flavour: &'static str,
+    /// The metapackage whose dependency is taken when the pinned ABI is gone.
+    meta: &'static str,
+}
+
+/// The pinned kernel ABI (the same as the amd64 golden tree and the images).
+const ABI: &str = "6.1.0-56";
+
+/// Every architecture of Debian 12 but amd64 (which `tests/golden.rs` covers):
+/// ELF64 and ELF32, little and big endian (s390x).
+const TARGETS: &[Target] = &[
+    Target {
+        arch: "arm64",
+        flavour: "arm64-unsigned",
+        meta: "linux-image-arm64",
+    },
+    Target {
+        arch: "armhf",
+        flavour: "armmp",
+        meta: "linux-image-armmp",
+    },
+    Target {
+        arch: "i386",
+        flavour: "686-unsigned",
+        meta: "linux-image-686",
+    },
+    Target {
+        arch: "ppc64el",
+        flavour: "powerpc64le",
+        meta: "linux-image-powerpc64le",
+    },
+    Target {
+        arch: "s390x",
+        flavour: "s390x",
+        meta: "linux-image-s390x",
+    },
+    Target {
+        arch: "mips64el",
+        flavour: "5kc-malta",
+        meta: "linux-image-5kc-malta",
+    },
+    Target {
+        arch: "mipsel",
+        flavour: "4kc-malta",
+        meta: "linux-image-4kc-malta",
+    },
+];
+
+pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
+    let targets: Vec<&Target> = if args.is_empty() {
+        TARGETS.iter().collect()
+    } else {
+        args.iter()
+            .map(|a| {
+                TARGETS.iter().find(|t| t.arch == a).ok_or_else(|| {
+                    let all: Vec<&str> = TARGETS.iter().map(|t| t.arch).collect();
+                    format!("unknown architecture {a} ({})", all.join(", "))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    crate::run(
+        Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+            .args(["build", "--release", "--bin", "depmod"])
+            .current_dir(root),
+    )?;
+    crate::oracle::run(root)?;
+    let ours = root.join("target/release/depmod");
+    let kmod = root.join("target/oracle/depmod-34.2");
+    let config = root.join("target/cross/empty-depmod.d");
+    fs::create_dir_all(&config).map_err(|e| e.to_string())?;
+
+    let mut rows = Vec::new();
+    for t in targets {
+        let apt = Apt::new(root, t.arch)?;
+        let pinned = format!("linux-image-{ABI}-{}", t.flavour);
+        let package = apt.pick(&[&pinned], t.meta)?;
+        let unpacked = apt.fetch(&[&package])?.remove(0);
+        let kver = only_kernel_version(&unpacked)?;
+        let system_map = unpacked.join("boot").join(format!("System.map-{kver}"));
+        let elf = elf_kind(&unpacked.join("lib/modules").join(&kver))?;
+        let count = count_modules(&unpacked.join("lib/modules").join(&kver));
+        let mut timing = Vec::new();
+        for symbols in [false, true] {
+            let mut args: Vec<String> = vec!["-C".into(), path_str(&config)];
+            args.push("-b".into());
+            args.push(path_str(&unpacked));
+            if symbols {
+                args.extend(["-e".into(), "-F".into(), path_str(&system_map)]);
+            }
+            args.push(kver.clone());
+            let moddir = unpacked.join("lib/modules").join(&kver);
+            let (k_out, k_files, k_time) = run_depmod(&kmod, &args, &moddir)?;
+            let (o_out, o_files, o_time) = run_depmod(&ours, &args, &moddir)?;
+            let label = format!(
+                "{} ({package}){}",
+                t.arch,
+                if symbols { " -e -F" } else { "" }
+            );
+            compare(&label, &k_out, &k_files, &o_out, &o_files)?;
+            timing.push((o_time, k_time, o_files.len()));
+        }
+        rows.push((t.arch, elf, kver, count, timing));
+    }
+    println!("\ncross: our depmod (x86_64 host) against kmod 34.2 on Debian 12 trees");
+    println!(
+        "{:9} {:22} {:24} {:>7} {:>6} {:>16} {:>16}",
+        "arch", "modules", "kernel", "count", "files", "ours/kmod", "-e -F ours/kmod"
+    );
+    for (arch, elf, kver, count, timing) in rows {
+        let t = |i: usize| {
+            let (o, k, _): (f64, f64, usize) = timing[i];
+            format!("{o:.2}s/{k:.2}s")
+        };
+        println!(
+            "{arch:9} {elf:22} {kver:24} {count:>7} {:>6} {:>16} {:>16}",
+            timing[0].2,
+            t(0),
+            t(1)
+        );
+    }
+    println!("every file, stdout, stderr and exit status identical");
+    Ok(())
+}
+
+fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// The single `lib/modules/<kver>` of an unpacked kernel package.
+fn only_kernel_version(unpacked: &Path) -> Result<String, String> {
+    let dir = unpacked.join("lib/modules");
+    let mut found: Vec<String> = fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        _ => Err(format!(
+            "{}: expected one kernel, found {found:?}",
+            dir.display()
+        )),
+    }
+}
+
+fn module_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            module_files(&p, out);
+        } else if p.to_string_lossy().ends_with(".ko") {
+            out.push(p);
+        }
+    }
+}
+
+fn count_modules(moddir: &Path) -> usize {
+    let mut v = Vec::new();
+    module_files(moddir, &mut v);
+    v.len()
+}
+
+/// "ELF64 big-endian S390" for the tree's first module, read from its header.
+fn elf_kind(moddir: &Path) -> Result<String, String> {
+    let mut v = Vec::new();
+    module_files(moddir, &mut v);
+    v.sort();
+    let first = v.first().ok_or(format!("{}: no .ko", moddir.display()))?;
+    let head = fs::read(first).map_err(|e| e.to_string())?;
+    let (Some(&class), Some(&data), Some(m)) = (head.get(4), head.get(5), head.get(18..20)) else {
+        return Err(format!("{}: too short", first.display()));
+    };
+    let machine = if data == 2 {
+        u16::from_be_bytes([m[0], m[1]])
+    } else {
+        u16::from_le_bytes([m[0], m[1]])
+    };
+    let name = match machine {
+        3 => "i386",
+        8 => "MIPS",
+        21 => "PPC64",
+        22 => "S390",
+        40 => "ARM",
+        62 => "x86-64",
+        183 => "AArch64",
+        _ => "?",
+    };
+    Ok(format!(
+        "ELF{} {} {name}",
+        if class == 2 { 64 } else { 32 },
+        if data == 2 { "BE" } else { "LE" }
+    ))
+}
+
+/// What one run wrote: file name → bytes.
+type Files = BTreeMap<String, Vec<u8>>;
+
+/// The `modules.*` files depmod writes (the package ships only kbuild's inputs).
+fn is_output(name: &str) -> bool {
+    name.starts_with("modules.")
+        && !matches!(
+            name,
+            "modules.order" | "modules.builtin" | "modules.builtin.modinfo"
+        )
+}
+
+fn remove_outputs(moddir: &Path) -> Result<(), String> {
+    for e in fs::read_dir(moddir).map_err(|e| e.to_string())?.flatten() {
+        if is_output(&e.file_name().to_string_lossy()) {
+            fs::remove_file(e.path()).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs one depmod on a clean module directory; returns its output, the files it
+/// wrote (name → bytes) and its wall time. The outputs are removed again after.
+fn run_depmod(bin: &Path, args: &[String], moddir: &Path) -> Result<(Output, Files, f64), String> {
+    remove_outputs(moddir)?;
+    let start = Instant::now();
+    let out = Command::new(bin)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    let took = start.elapsed().as_secs_f64();
+    let mut files = BTreeMap::new();
+    for e in fs::read_dir(moddir).map_err(|e| e.to_string())?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if is_output(&name) {
+            files.insert(name, fs::read(e.path()).map_err(|e| e.to_string())?);
+        }
+    }
+    remove_outputs(moddir)?;
+    Ok((out, files, took))
+}
+
+fn compare(
+    label: &str,
+    kmod: &Output,
+    kmod_files: &Files,
+    ours: &Output,
+    our_files: &Files,
+) -> Result<(), String> {
+    let mut diffs = Vec::new();
+    if kmod.status.code() != ours.status.code() {
+        diffs.push(format!(
+            "exit status: kmod {:?}, ours {:?}",
+            kmod.status.code(),
+            ours.status.code()
+        ));
+    }
+    for (what, k, o) in [
+        ("stdout", &kmod.stdout, &ours.stdout),
+        ("stderr", &kmod.stderr, &ours.stderr),
+    ] {
+        if k != o {
+            diffs.push(format!(
+                "{what} differs:\n--- kmod 34.2\n{}\n--- ours\n{}",
+                head(k),
+                head(o)
+            ));
+        }
+    }
+    let names: BTreeSet<&String> = kmod_files.keys().chain(our_files.keys()).collect();
+    for name in names {
+        match (kmod_files.get(name), our_files.get(name)) {
+            (Some(k), Some(o)) if k == o => {}
+            (Some(k), Some(o)) => diffs.push(format!(
+                "{name} differs ({} bytes from kmod, {} from ours)",
+                k.len(),
+                o.len()
+            )),
+            (Some(_), None) => diffs.push(format!("{name}: kmod wrote it, ours did not")),
+            (None, _) => diffs.push(format!("{name}: ours wrote it, kmod did not")),
+        }
+    }
+    if kmod_files.is_empty() {
+        diffs.push("kmod wrote nothing".into());
+    }
+    if diffs.is_empty() {
+        eprintln!(
+            "xtask: cross {label}: {} files identical to kmod 34.2",
+            our_files.len()
+        );
+        Ok(())
+    } else {
+        Err(format!("cross {label}:\n{}", diffs.join("\n")))
+    }
+}
+
+/// The first lines of a process's output, for a failure message.
+fn head(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text.lines().take(20).collect();
+    lines.join("\n")
+}
