@@ -1349,6 +1349,34 @@ fn kmod_testsuite_search_orders() {
     assert!(dep(&o).contains("override/mod-simple.ko:\n"), "{}", dep(&o));
 }
 
+/// Equally ranked duplicates: kmod keeps the first one its `readdir` meets (the last,
+/// inside one search directory), so its choice changes with the file system. Ours
+/// walks each directory in name order, and the oracles run with `readdir` sorted
+/// the same way (`oracle::sorted_readdir`): the winner is the first (or last) in
+/// name order, whatever order the directories were created in or the file system
+/// lists them in.
+#[test]
+fn duplicate_ties_follow_name_order() {
+    let dirs = [
+        "zeta", "alpha", "mid", "omega", "beta", "kappa", "delta", "x",
+    ];
+    // Default configuration: every kernel/ directory ranks alike; first found wins.
+    let kernel: Vec<String> = dirs.iter().map(|d| format!("kernel/{d}")).collect();
+    let kernel: Vec<&str> = kernel.iter().map(String::as_str).collect();
+    let o = dup_case(&kernel, &[], &[]);
+    let dep = dep(&o);
+    assert!(dep.contains("kernel/alpha/mod-simple.ko:\n"), "{dep}");
+    assert_eq!(dep.matches("mod-simple.ko:").count(), 1, "{dep}");
+    // Inside one search directory (the `else` quirk): last found wins.
+    let updates: Vec<String> = dirs.iter().map(|d| format!("updates/{d}")).collect();
+    let mut updates: Vec<&str> = updates.iter().map(String::as_str).collect();
+    updates.push("kernel");
+    let o = dup_case(&updates, &[], &[("a.conf", "search updates built-in\n")]);
+    let dep = self::dep(&o);
+    assert!(dep.contains("updates/zeta/mod-simple.ko:\n"), "{dep}");
+    assert_eq!(dep.matches("mod-simple.ko:").count(), 1, "{dep}");
+}
+
 #[test]
 fn duplicate_resolution_configs() {
     let kdirs = &["kernel/a", "updates", "extra", "kernel/b"][..];

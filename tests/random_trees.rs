@@ -233,7 +233,7 @@ fn generate(seed: u64) -> Generated {
         mods.retain(|m| seen.insert((m.external, m.dir.clone(), m.stem.clone())));
     }
     let n = mods.len();
-    // The oracles see a `.ko.gz` as `.ko`: where readdir order may break a tie between
+    // The oracles see a `.ko.gz` as `.ko`: where the walk order (by name) may break a tie between
     // equally ranked modules of the same name, that would change the winner; keep
     // such files in xz.
     for i in 0..n {

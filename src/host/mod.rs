@@ -609,7 +609,8 @@ fn write_outputs(
 
 /// `-A`: are all modules older than `modules.dep`? (spec §1.5)
 ///
-/// Walks like kmod's `depfile_up_to_date_dir`, including its messages — whose path
+/// Walks like kmod's `depfile_up_to_date_dir` (each directory in name order, as
+/// the main walk), including its messages — whose path
 /// comes from a buffer only updated for directories and module files, so an
 /// unsupported file is named after the entry before it, as kmod names it.
 fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
@@ -653,7 +654,7 @@ fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
     put(&mut buf, 0, dir, b'/');
     let base = dir.len() + 1;
     // (directory iterator, its base length); kmod's first directory is fd 3.
-    let mut stack = vec![(root, base)];
+    let mut stack = vec![(walk::sorted_listing(root), base)];
     let mut seen = Vec::new();
     loop {
         let fd = 2 + stack.len();
@@ -661,13 +662,11 @@ fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
             return true;
         };
         let base = *base;
-        let Some(entry) = iter.next() else {
+        let Some((name, _)) = iter.next() else {
             stack.pop();
             continue;
         };
-        let Ok(entry) = entry else { continue };
-        let name = entry.file_name();
-        let name = name.as_bytes();
+        let name = name.as_slice();
         if name == b"build" || name == b"source" {
             continue;
         }
@@ -709,7 +708,7 @@ fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
                 Ok(sub) => {
                     seen.push((m.dev(), m.ino()));
                     put(&mut buf, base + name.len(), b"/", 0);
-                    stack.push((sub, base + name.len() + 1));
+                    stack.push((walk::sorted_listing(sub), base + name.len() + 1));
                 }
                 Err(e) => report.log_bytes(
                     Level::Error,

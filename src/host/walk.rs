@@ -57,9 +57,8 @@ pub fn read_config(paths: &[Vec<u8>], kver: &[u8], report: &Report) -> Config {
                 continue;
             }
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.as_bytes();
+        for (name, _) in sorted_listing(entries) {
+            let name = name.as_slice();
             if name.first() == Some(&b'.') {
                 continue;
             }
@@ -132,9 +131,26 @@ pub fn is_module_name(name: &[u8]) -> bool {
 const PATH_MAX: usize = 4096;
 const NAME_MAX: usize = 255;
 
-/// Walks a directory tree depth-first in readdir order, offering module files to the
-/// set. Directory loops through symlinks are cut (kmod would recurse until it runs
-/// out of file descriptors). Returns `Err` only when `root` itself cannot be opened.
+/// One directory's entries, sorted by name, with their `d_type` when known.
+pub(super) type Listing = std::vec::IntoIter<(Vec<u8>, Option<fs::FileType>)>;
+
+/// Reads a whole directory and sorts it by name (bytes), so that the walk, and with
+/// it everything kmod leaves to `readdir` order (which of two equally ranked
+/// duplicates wins, the order of messages about entries), is the same on every file
+/// system. Unreadable entries are skipped, as kmod skips them.
+pub(super) fn sorted_listing(dir: fs::ReadDir) -> Listing {
+    let mut entries: Vec<(Vec<u8>, Option<fs::FileType>)> = dir
+        .flatten()
+        .map(|e| (e.file_name().as_bytes().to_vec(), e.file_type().ok()))
+        .collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    entries.into_iter()
+}
+
+/// Walks a directory tree depth-first, each directory in name order (kmod: readdir
+/// order; see [`sorted_listing`]), offering module files to the set. Directory loops
+/// through symlinks are cut (kmod would recurse until it runs out of file
+/// descriptors). Returns `Err` only when `root` itself cannot be opened.
 pub fn scan_tree(
     root: &[u8],
     set: &mut ModuleSet<'_>,
@@ -159,7 +175,7 @@ pub fn scan_tree(
     let mut path = root.to_vec();
     path.push(b'/');
     // Explicit stack of open directories: no recursion, whatever the depth.
-    let mut stack: Vec<(fs::ReadDir, usize)> = vec![(dir, path.len())];
+    let mut stack: Vec<(Listing, usize)> = vec![(sorted_listing(dir), path.len())];
     // File descriptor numbers in kmod's messages: its first directory is fd 3.
     loop {
         let fd = 2 + stack.len();
@@ -167,14 +183,12 @@ pub fn scan_tree(
             break;
         };
         let base = *base;
-        let Some(entry) = iter.next() else {
+        let Some((name, ft)) = iter.next() else {
             stack.pop();
             ancestors.pop();
             continue;
         };
-        let Ok(entry) = entry else { continue };
-        let name = entry.file_name();
-        let name = name.as_bytes();
+        let name = name.as_slice();
         if name == b"build" || name == b"source" || excludes.iter().any(|e| e == name) {
             continue;
         }
@@ -187,7 +201,6 @@ pub fn scan_tree(
             continue;
         }
         path.extend_from_slice(name);
-        let ft = entry.file_type().ok();
         let (is_dir, meta) = match ft {
             Some(t) if t.is_file() => (false, None),
             Some(t) if t.is_dir() => (true, None),
@@ -266,7 +279,7 @@ pub fn scan_tree(
             Ok(sub) => {
                 path.push(b'/');
                 ancestors.push(id);
-                stack.push((sub, path.len()));
+                stack.push((sorted_listing(sub), path.len()));
             }
             Err(e) => {
                 report.log_bytes(

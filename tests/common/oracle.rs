@@ -144,6 +144,39 @@ pub fn subject() -> Depmod {
     }
 }
 
+/// The `LD_PRELOAD` shim (`sorted_readdir.c`, built once with the system C compiler)
+/// under which the kmod oracles run: it makes `readdir` return each directory's
+/// entries in name order, the order in which our depmod walks the tree. kmod leaves
+/// the winner among equally ranked duplicates, and the order of its messages about
+/// entries, to `readdir`; with the shim both are kmod's answer for our walk.
+pub fn sorted_readdir() -> PathBuf {
+    static P: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let r = P.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/sorted_readdir.c");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/oracle");
+        fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let out = dir.join("sorted-readdir.so");
+        // Built under a private name and renamed: test processes may race here.
+        let tmp = dir.join(format!("sorted-readdir.so.{}", std::process::id()));
+        let st = Command::new("cc")
+            .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o"])
+            .arg(&tmp)
+            .arg(&src)
+            .arg("-ldl")
+            .status()
+            .map_err(|e| format!("cannot run cc for {}: {e}", src.display()))?;
+        if !st.success() {
+            return Err(format!("cc {} failed: {st}", src.display()));
+        }
+        fs::rename(&tmp, &out).map_err(|e| e.to_string())?;
+        Ok(out)
+    });
+    match r {
+        Ok(p) => p.clone(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Running
 
@@ -245,6 +278,9 @@ pub fn run_raw<S: AsRef<OsStr>>(
     opts: &RunOpts,
 ) -> (Vec<u8>, Vec<u8>, Status) {
     let mut cmd = Command::new(&bin.path);
+    if bin.kind != Kind::Ours {
+        cmd.env("LD_PRELOAD", sorted_readdir());
+    }
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
