@@ -34,26 +34,13 @@ pub fn decode(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Error
     // window_bits 31: gzip header and trailer, 32 KiB window.
     let mut inflate = Inflate::new(true, 31);
     loop {
-        if out.len() == out.capacity() {
-            if out.len() > limit {
-                return Err(Error::TooLarge(F));
-            }
-            let more = out.len().min(limit.saturating_add(1) - out.len()).max(4096);
-            out.reserve(more);
-        }
-        // Never let the decoder write past limit + 1 (enough to detect the overflow).
-        let room = limit.saturating_add(1).saturating_sub(out.len());
         let len = out.len();
-        let spare = out.spare_capacity_mut();
-        let spare_len = spare.len().min(room);
+        let spare = super::room(out, limit, F)?;
+        let spare_len = spare.len();
         let consumed = usize::try_from(inflate.total_in()).unwrap_or(usize::MAX);
         let rest = input.get(consumed..).unwrap_or(&[]);
         let before = inflate.total_out();
-        let status = inflate.decompress_uninit(
-            rest,
-            spare.get_mut(..spare_len).unwrap_or(&mut []),
-            InflateFlush::NoFlush,
-        );
+        let status = inflate.decompress_uninit(rest, spare, InflateFlush::NoFlush);
         let produced = usize::try_from(inflate.total_out() - before)
             .unwrap_or(usize::MAX)
             .min(spare_len);

@@ -74,6 +74,29 @@ pub fn detect(head: &[u8]) -> Option<Format> {
     })
 }
 
+/// The part of `out`'s spare capacity a decoder may fill next: at least one byte,
+/// growing `out` (doubling, from 4 KiB) when it is full, but never past `limit + 1`
+/// bytes in all (one byte over the limit is how an overflow is detected). Fails
+/// when `out` already holds more than `limit`.
+#[cfg(any(feature = "gz", feature = "xz", feature = "zst"))]
+fn room(
+    out: &mut Vec<u8>,
+    limit: usize,
+    format: Format,
+) -> Result<&mut [core::mem::MaybeUninit<u8>], Error> {
+    let most = limit.saturating_add(1);
+    if out.len() >= most.min(out.capacity()) {
+        if out.len() >= most {
+            return Err(Error::TooLarge(format));
+        }
+        out.reserve(out.len().min(most - out.len()).max(4096));
+    }
+    let room = most - out.len();
+    let spare = out.spare_capacity_mut();
+    let n = spare.len().min(room);
+    Ok(spare.get_mut(..n).unwrap_or_default())
+}
+
 /// Decompresses `input` of format `format` into `out` (cleared first), refusing to
 /// produce more than `limit` bytes.
 pub fn decompress(

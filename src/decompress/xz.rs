@@ -42,17 +42,9 @@ pub fn decode(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Error
             .max(4096),
     );
     loop {
-        if out.len() == out.capacity() {
-            if out.len() > limit {
-                return Err(Error::TooLarge(F));
-            }
-            let more = out.len().min(limit.saturating_add(1) - out.len()).max(4096);
-            out.reserve(more);
-        }
-        // Never let the decoder write past limit + 1 (enough to detect the overflow).
-        let room = limit.saturating_add(1).saturating_sub(out.len());
-        let spare = out.spare_capacity_mut();
-        let spare_len = spare.len().min(room);
+        let len = out.len();
+        let spare = super::room(out, limit, F)?;
+        let spare_len = spare.len();
         s.0.next_out = spare.as_mut_ptr().cast();
         s.0.avail_out = spare_len;
         let before = spare_len;
@@ -62,7 +54,7 @@ pub fn decode(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Error
         let rc = unsafe { liblzma_sys::lzma_code(&mut s.0, liblzma_sys::LZMA_FINISH) };
         let produced = before - s.0.avail_out;
         // SAFETY: liblzma initialised exactly `produced` bytes after `len`.
-        unsafe { out.set_len(out.len() + produced) };
+        unsafe { out.set_len(len + produced) };
         if out.len() > limit {
             return Err(Error::TooLarge(F));
         }

@@ -42,17 +42,9 @@ pub fn decode(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Error
         pos: 0,
     };
     loop {
-        if out.len() == out.capacity() {
-            if out.len() > limit {
-                return Err(Error::TooLarge(F));
-            }
-            let more = out.len().min(limit.saturating_add(1) - out.len()).max(4096);
-            out.reserve(more);
-        }
-        // Never let the decoder write past limit + 1 (enough to detect the overflow).
-        let room = limit.saturating_add(1).saturating_sub(out.len());
-        let spare = out.spare_capacity_mut();
-        let spare_len = spare.len().min(room);
+        let len = out.len();
+        let spare = super::room(out, limit, F)?;
+        let spare_len = spare.len();
         let mut outb = zstd_sys::ZSTD_outBuffer {
             dst: spare.as_mut_ptr().cast::<c_void>(),
             size: spare_len,
@@ -63,7 +55,7 @@ pub fn decode(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Error
         let rc = unsafe { zstd_sys::ZSTD_decompressStream(ctx.0, &mut outb, &mut inb) };
         let produced = outb.pos;
         // SAFETY: zstd initialised exactly `produced` bytes after `len`.
-        unsafe { out.set_len(out.len() + produced) };
+        unsafe { out.set_len(len + produced) };
         // SAFETY: pure function on the return code.
         if unsafe { zstd_sys::ZSTD_isError(rc) } != 0 {
             return Err(Error::Corrupt(F));
