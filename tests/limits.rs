@@ -1,9 +1,3 @@
-#![allow(
-    clippy::suspicious_open_options,
-    clippy::zombie_processes,
-    clippy::needless_borrows_for_generic_args,
-    unused_mut
-)]
 //! Limits: what hostile input sizes cost. A decompression bomb is refused at the size
 //! cap with a clear message; a tiny corrupt file costs little; a module with very many
 //! symbols, a deep directory tree and a pathological depmod.d pattern finish in
@@ -297,7 +291,7 @@ fn sparse_module(path: &std::path::Path, size: u64) {
     table.extend(section(17, 3, shstroff, shstr.len() as u64, 0, 0));
     {
         use std::io::{Seek, SeekFrom};
-        let mut f = fs::File::create(&path).unwrap();
+        let mut f = fs::File::create(path).unwrap();
         f.write_all(&header).unwrap();
         f.seek(SeekFrom::Start(stroff)).unwrap();
         f.write_all(strtab).unwrap();
@@ -320,7 +314,7 @@ fn regression_module_shrinking_during_scan_is_not_a_crash() {
     tree.empty_inputs();
     let path = tree.moddir().join("kernel/shrinking.ko");
     sparse_module(&path, (1 << 30) - (1 << 20));
-    let mut child = Command::new(&oracle::ours().path)
+    let child = Command::new(&oracle::ours().path)
         .args(tree.std_args())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
