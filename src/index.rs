@@ -325,12 +325,24 @@ impl<'a> Reader<'a> {
     /// Every key with its values, keys in ascending byte order (libkmod's dump order).
     pub fn entries(&self) -> Result<Vec<Entry>, ReadError> {
         let mut out = Vec::new();
+        // An index is a tree: a node reached a second time (through a loop, or from a
+        // second parent) makes the file corrupt. This bounds the nodes visited, and
+        // the keys held on the stack, by the file size.
+        let mut reached = alloc::vec![false; self.data.len()];
+        let mut reach = |r: u32| -> Result<(), ReadError> {
+            let slot = reached
+                .get_mut((r & OFFSET_MASK) as usize)
+                .ok_or(ReadError::Corrupt)?;
+            if core::mem::replace(slot, true) {
+                return Err(ReadError::Corrupt);
+            }
+            Ok(())
+        };
+        reach(self.root)?;
         // (reference, key so far); children pushed in reverse for ascending order.
         let mut stack: Vec<(u32, Vec<u8>)> = alloc::vec![(self.root, Vec::new())];
-        let mut visits = 0usize;
         while let Some((r, mut key)) = stack.pop() {
-            visits += 1;
-            if visits > self.data.len() || key.len() > self.data.len() {
+            if key.len() > self.data.len() {
                 return Err(ReadError::Corrupt);
             }
             let mut o = (r & OFFSET_MASK) as usize;
@@ -368,6 +380,7 @@ impl<'a> Reader<'a> {
                 out.push((key.clone(), values));
             }
             for (c, child) in children.into_iter().rev() {
+                reach(child)?;
                 let mut k = key.clone();
                 k.push(c);
                 stack.push((child, k));

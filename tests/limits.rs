@@ -403,13 +403,16 @@ fn looping_index() -> Vec<u8> {
     v
 }
 
-/// Regression (found by the `index_reader` fuzz target: an 8 KiB input made it use
-/// more than 4 GiB): `index::Reader::entries` bounds the number of node visits by the
-/// file size, but each visit clones the key so far for every child, and a prefix
+/// Regressions (found by the `index_reader` fuzz target: 8 KiB inputs made it use
+/// more than 4 GiB). 1: `index::Reader::entries` bounded the number of node visits by
+/// the file size, but each visit clones the key so far for every child, and a prefix
 /// revisited through a loop makes keys grow by its length at each level: memory grows
-/// with visits × children × key length. On this 5 KiB file it must fail (a loop is
-/// `ReadError::Corrupt`) within 256 MiB. Run in a child process under an address-space
-/// limit, so that a failure cannot take the machine's memory.
+/// with visits × children × key length (`looping_index`, 5 KiB). 2: with visits
+/// bounded, children were still pushed unbounded: nodes that many parents point to
+/// (`tests/data/index-two-parents.bin`, the fuzzer's 7962-byte input) filled the
+/// stack. A node reached twice is now `ReadError::Corrupt`; both files must fail
+/// within 256 MiB. Run in a child process under an address-space limit, so that a
+/// failure cannot take the machine's memory.
 #[test]
 fn regression_index_reader_memory_is_bounded() {
     let exe = std::env::current_exe().unwrap();
@@ -439,7 +442,9 @@ fn regression_index_reader_memory_is_bounded() {
 #[test]
 #[ignore = "run by regression_index_reader_memory_is_bounded under a memory limit"]
 fn index_reader_on_looping_index() {
-    let data = looping_index();
-    let r = depmod::index::Reader::new(&data).unwrap();
-    assert!(r.entries().is_err());
+    let shared = include_bytes!("data/index-two-parents.bin");
+    for data in [looping_index(), shared.to_vec()] {
+        let r = depmod::index::Reader::new(&data).unwrap();
+        assert!(r.entries().is_err());
+    }
 }
