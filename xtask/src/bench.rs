@@ -6,7 +6,8 @@
 //! kmod's alternately (a warm-up, then `--runs N`, default 7, each) and prints the
 //! medians of wall time, CPU time (user+sys) and peak RSS, and the ratio ours/kmod.
 //! kmod is Debian's `/usr/sbin/depmod` unless `$KMOD_DEPMOD` names another.
-//! `--tree NAME` (repeatable: plain, gz, xz, zst) limits the run to those trees.
+//! `--tree NAME` (repeatable: plain, gz, xz, zst) limits the run to those trees;
+//! `--ours PATH` times another build of ours (say `target/dist/depmod-x86_64`).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -67,11 +68,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     let mut runs = 7usize;
     let mut only: Vec<String> = Vec::new();
+    let mut ours: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--runs" => runs = it.next().and_then(|v| v.parse().ok()).ok_or("--runs N")?,
             "--tree" => only.push(it.next().cloned().ok_or("--tree plain|gz|xz|zst")?),
+            "--ours" => ours = Some(PathBuf::from(it.next().ok_or("--ours PATH")?)),
             other => return Err(format!("unknown bench argument {other}")),
         }
     }
@@ -80,7 +83,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
             .args(["build", "--release", "--bin", "depmod"])
             .current_dir(root),
     )?;
-    let ours = root.join("target/release/depmod");
+    let ours = ours.unwrap_or_else(|| root.join("target/release/depmod"));
     let kmod = std::env::var_os("KMOD_DEPMOD")
         .map(PathBuf::from)
         .unwrap_or_else(|| "/usr/sbin/depmod".into());
@@ -116,6 +119,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
             Some(k),
         ));
     }
+    println!("ours: {}", ours.display());
     println!(
         "kmod: {} ({})",
         kmod.display(),
