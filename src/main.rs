@@ -23,8 +23,9 @@ use depmod::host::{self, Options, Report};
 
 /// On musl (the static dist binaries), dlmalloc instead of musl's own allocator,
 /// which returns memory to the kernel so eagerly that it costs a third of the run
-/// time (Cargo.toml has the numbers).
-#[cfg(target_env = "musl")]
+/// time (Cargo.toml has the numbers). Feature `musl-dlmalloc`, which `dist --tiny`
+/// leaves out for size.
+#[cfg(all(target_env = "musl", feature = "musl-dlmalloc"))]
 #[global_allocator]
 static GLOBAL: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 
