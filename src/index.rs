@@ -328,7 +328,9 @@ impl<'a> Reader<'a> {
         // An index is a tree: a node reached a second time (through a loop, or from a
         // second parent) makes the file corrupt. This bounds the nodes visited, and
         // the keys held on the stack, by the file size.
-        let mut reached = alloc::vec![false; self.data.len()];
+        // One slot past the end: a node without prefix, children or values takes no
+        // bytes, and the empty index's root is such a node at offset 12 = its length.
+        let mut reached = alloc::vec![false; self.data.len() + 1];
         let mut reach = |r: u32| -> Result<(), ReadError> {
             let slot = reached
                 .get_mut((r & OFFSET_MASK) as usize)
@@ -439,6 +441,7 @@ mod tests {
         let mut out = Vec::new();
         Trie::new().write(&mut out);
         assert_eq!(out, [0xB0, 0x07, 0xF4, 0x57, 0, 2, 0, 1, 0, 0, 0, 0x0C]);
+        assert_eq!(Reader::new(&out).unwrap().entries().unwrap(), []);
     }
 
     #[test]
