@@ -103,10 +103,13 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     let golden = root.join("../shared/golden").join(format!("debian-{kver}"));
     let cfg = root.join("target/bench/empty-depmod.d");
     fs::create_dir_all(&cfg).map_err(|e| e.to_string())?;
-    let mut trees: Vec<(String, PathBuf, Option<Compression>)> =
-        vec![("plain".into(), tree.clone(), None)];
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
+    let mut trees: Vec<(String, PathBuf, Option<Compression>)> = Vec::new();
+    if wanted("plain") {
+        trees.push(("plain".into(), tree.clone(), None));
+    }
     for k in Compression::ALL {
-        if !only.is_empty() && !only.iter().any(|o| o == k.name()) {
+        if !wanted(k.name()) {
             continue;
         }
         eprintln!(
@@ -141,9 +144,6 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     );
     let mut kmod_plain_wall = None;
     for (name, src, kind) in &trees {
-        if !only.is_empty() && !only.contains(name) {
-            continue;
-        }
         // Work on a scratch copy with hard links, so outputs do not touch the cache.
         let work = root.join("target/bench/work").join(name);
         let _ = fs::remove_dir_all(&work);
