@@ -2,10 +2,11 @@
 //!
 //! This crate is a byte-identical reimplementation of kmod 34.2's `depmod`. The
 //! library is `no_std` + `alloc` and does no I/O; the `depmod` binary (feature
-//! `std`, module [`host`]) walks the tree, reads files and writes the results.
+//! `host`, module [`host`], on libc without `std`) walks the tree, reads files and
+//! writes the results.
 //!
 //! ```text
-//!  files on disk                                   (host: std, I/O, threads)
+//!  files on disk                                 (host: libc, I/O, threads)
 //!    │  walk tree, apply depmod.d (config), read/mmap
 //!    ▼
 //!  module bytes ─► decompress ─► scan (elf) ─► ModuleData   (core, one per module)
@@ -38,7 +39,7 @@
 )]
 
 extern crate alloc;
-#[cfg(feature = "std")]
+#[cfg(test)]
 extern crate std;
 
 pub mod alias;
@@ -49,7 +50,7 @@ pub mod diag;
 pub mod elf;
 pub mod ere;
 pub mod hash;
-#[cfg(feature = "std")]
+#[cfg(feature = "host")]
 pub mod host;
 pub mod index;
 pub mod modset;

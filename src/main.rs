@@ -1,6 +1,15 @@
-//! The `depmod` command line: GNU `getopt_long` behaviour on `lexopt` (kmod 34.2's
-//! options, abbreviations, messages and exit codes), then [`depmod::host::run`].
+//! The `depmod` command line: GNU `getopt_long` behaviour (kmod 34.2's options,
+//! abbreviations, messages and exit codes), then [`depmod::host::run`].
+//!
+//! Without feature `std` this is a `no_std`, `no_main` program on libc: `main` is
+//! the C entry point, panics abort (after one line on stderr), and memory comes
+//! from dlmalloc (static musl builds) or the C library's `malloc`. That keeps the
+//! precompiled std's panic and backtrace machinery (~200 KiB) out of the static
+//! dist binaries. With `std` (needed when a dependency links it, as `liblzma-sys`
+//! does) the same code runs under std's `main`.
 
+#![cfg_attr(not(any(test, feature = "std")), no_std)]
+#![cfg_attr(not(any(test, feature = "std")), no_main)]
 #![cfg_attr(
     not(test),
     deny(
@@ -14,12 +23,14 @@
     )
 )]
 
-use std::ffi::{OsStr, OsString};
-use std::io::Write;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::process::ExitCode;
+extern crate alloc;
 
-use depmod::host::{self, Options, Report};
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use depmod::host::{self, sys, Options, Report};
 
 /// On musl (the static dist binaries), dlmalloc instead of musl's own allocator,
 /// which returns memory to the kernel so eagerly that it costs a third of the run
@@ -28,6 +39,14 @@ use depmod::host::{self, Options, Report};
 #[cfg(all(target_env = "musl", feature = "musl-dlmalloc"))]
 #[global_allocator]
 static GLOBAL: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
+/// Without std and without dlmalloc: the C library's allocator.
+#[cfg(all(
+    not(any(test, feature = "std")),
+    not(all(target_env = "musl", feature = "musl-dlmalloc"))
+))]
+#[global_allocator]
+static GLOBAL: no_std_rt::LibcAlloc = no_std_rt::LibcAlloc;
 
 /// kmod 34.2's long options, in its table order (glibc lists ambiguous matches in
 /// this order). The char is the equivalent short option; `true` = takes an argument.
@@ -91,7 +110,7 @@ fn version() -> String {
         "kmod version 34.2 (depmod-rs {})\n{} {} {} -OPENSSL\n",
         env!("CARGO_PKG_VERSION"),
         feature(cfg!(feature = "zst"), "ZSTD"),
-        feature(cfg!(feature = "xz"), "XZ"),
+        feature(cfg!(any(feature = "xz", feature = "xz-prebuilt")), "XZ"),
         feature(cfg!(feature = "gz"), "ZLIB"),
     )
 }
@@ -124,120 +143,268 @@ enum Parsed {
     Exit(u8),
 }
 
-fn parse(prog: &str, report: &Report) -> Parsed {
-    use lexopt::prelude::*;
-    let mut opts = Options::default();
-    let mut positional: Vec<OsString> = Vec::new();
-    let mut parser = lexopt::Parser::from_env();
-    let fail = |msg: String| {
-        eprintln!("{msg}");
-        Parsed::Exit(1)
-    };
-    loop {
-        let arg = match parser.next() {
-            Ok(Some(a)) => a,
-            Ok(None) => break,
-            Err(lexopt::Error::UnexpectedValue { option, .. }) => {
-                return fail(format!(
-                    "{prog}: option '{option}' doesn't allow an argument"
-                ));
-            }
-            Err(e) => return fail(format!("{prog}: {e}")),
+/// One option as getopt gives it: its short letter and its value (empty when it
+/// takes none), or getopt's error message.
+type Given = Result<(u8, Vec<u8>), Vec<u8>>;
+
+/// Splits the arguments like glibc's `getopt_long` with kmod's option table:
+/// options (short clusters such as `-av` or `-bDIR`, long ones with `=VALUE` or the
+/// value in the next argument, abbreviated when unambiguous) in order, the other
+/// arguments (and everything after `--`) as positional ones, wherever they are.
+/// An error is getopt's message, and the last item: like getopt, the caller acts
+/// on each option in turn (`-h -Z` prints the help and never gets to `-Z`).
+fn getopt(prog: &str, args: &[Vec<u8>]) -> (Vec<Given>, Vec<Vec<u8>>) {
+    let mut opts = Vec::new();
+    let mut positional = Vec::new();
+    if let Err(e) = split_args(prog, args, &mut opts, &mut positional) {
+        opts.push(Err(e));
+    }
+    (opts, positional)
+}
+
+fn split_args(
+    prog: &str,
+    args: &[Vec<u8>],
+    opts: &mut Vec<Given>,
+    positional: &mut Vec<Vec<u8>>,
+) -> Result<(), Vec<u8>> {
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if arg == b"--" {
+            positional.extend(rest.cloned());
+            break;
+        }
+        if let Some(body) = arg.strip_prefix(b"--") {
+            let (name, attached) = match body.iter().position(|&b| b == b'=') {
+                Some(eq) => (
+                    body.get(..eq).unwrap_or_default(),
+                    body.get(eq + 1..).map(<[u8]>::to_vec),
+                ),
+                None => (body, None),
+            };
+            let (full, c, takes_arg) =
+                long_option(prog, &String::from_utf8_lossy(name)).map_err(String::into_bytes)?;
+            let value = match (takes_arg, attached) {
+                (true, Some(v)) => v,
+                (true, None) => rest.next().cloned().ok_or_else(|| {
+                    format!("{prog}: option '--{full}' requires an argument").into_bytes()
+                })?,
+                (false, Some(_)) => {
+                    return Err(
+                        format!("{prog}: option '--{full}' doesn't allow an argument").into_bytes(),
+                    )
+                }
+                (false, None) => Vec::new(),
+            };
+            opts.push(Ok((c as u8, value)));
+            continue;
+        }
+        let Some(cluster) = arg.strip_prefix(b"-").filter(|c| !c.is_empty()) else {
+            positional.push(arg.clone());
+            continue;
         };
-        let (c, long_name) = match arg {
-            Value(v) => {
-                positional.push(v);
+        for (k, &c) in cluster.iter().enumerate() {
+            let invalid = || {
+                let mut m = format!("{prog}: invalid option -- '").into_bytes();
+                m.push(c);
+                m.push(b'\'');
+                m
+            };
+            if !SHORT_FLAGS.as_bytes().contains(&c) && !SHORT_WITH_ARG.as_bytes().contains(&c) {
+                return Err(invalid());
+            }
+            if !SHORT_WITH_ARG.as_bytes().contains(&c) {
+                opts.push(Ok((c, Vec::new())));
                 continue;
             }
-            Short(c) => {
-                if !SHORT_WITH_ARG.contains(c) && !SHORT_FLAGS.contains(c) {
-                    return fail(format!("{prog}: invalid option -- '{c}'"));
-                }
-                (c, None)
+            // The rest of the cluster is the value, else the next argument.
+            let value = match cluster.get(k + 1..) {
+                Some(v) if !v.is_empty() => v.to_vec(),
+                _ => rest.next().cloned().ok_or_else(|| {
+                    let mut m = format!("{prog}: option requires an argument -- '").into_bytes();
+                    m.push(c);
+                    m.push(b'\'');
+                    m
+                })?,
+            };
+            opts.push(Ok((c, value)));
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn parse(prog: &str, args: &[Vec<u8>], report: &Report) -> Parsed {
+    let mut opts = Options::default();
+    let (given, positional) = getopt(prog, args);
+    for opt in given {
+        let (c, v) = match opt {
+            Ok(o) => o,
+            Err(mut msg) => {
+                msg.push(b'\n');
+                let _ = sys::write_stderr(&msg);
+                return Parsed::Exit(1);
             }
-            Long(name) => match long_option(prog, name) {
-                Ok((full, c, _)) => (c, Some(full)),
-                Err(msg) => return fail(msg),
-            },
         };
-        let mut value = || -> Result<OsString, String> {
-            parser.value().map_err(|_| match long_name {
-                Some(n) => format!("{prog}: option '--{n}' requires an argument"),
-                None => format!("{prog}: option requires an argument -- '{c}'"),
-            })
-        };
-        let needs_arg = SHORT_WITH_ARG.contains(c);
-        let v = if needs_arg {
-            match value() {
-                Ok(v) => Some(v),
-                Err(msg) => return fail(msg),
-            }
-        } else {
-            None
-        };
-        let v = v.unwrap_or_default();
         match c {
-            'a' => opts.all = true,
-            'A' => opts.quick = true,
-            'b' => opts.basedir = Some(host::make_absolute(v.as_bytes())),
-            'm' => opts.moduledir = Some(v.into_vec()),
-            'o' => opts.outdir = Some(host::make_absolute(v.as_bytes())),
-            'C' => opts.config.push(v.into_vec()),
-            'E' => opts.symvers = Some(v.into_vec()),
-            'F' => opts.system_map = Some(v.into_vec()),
-            'e' => opts.errsyms = true,
-            'v' => {
+            b'a' => opts.all = true,
+            b'A' => opts.quick = true,
+            b'b' => opts.basedir = Some(host::make_absolute(&v)),
+            b'm' => opts.moduledir = Some(v),
+            b'o' => opts.outdir = Some(host::make_absolute(&v)),
+            b'C' => opts.config.push(v),
+            b'E' => opts.symvers = Some(v),
+            b'F' => opts.system_map = Some(v),
+            b'e' => opts.errsyms = true,
+            b'v' => {
                 opts.verbose += 1;
                 report.set_verbosity(opts.verbose);
             }
-            'n' => opts.dry_run = true,
-            'P' => {
-                let &[prefix] = v.as_bytes() else {
+            b'n' => opts.dry_run = true,
+            b'P' => {
+                let &[prefix] = v.as_slice() else {
                     report.fatal("-P only takes a single char");
                     return Parsed::Exit(1);
                 };
                 opts.prefix = Some(prefix);
             }
-            'w' => opts.warn = true,
-            'V' => {
-                print!("{}", version());
+            b'w' => opts.warn = true,
+            b'V' => {
+                let _ = sys::write_stdout(version().as_bytes());
                 return Parsed::Exit(0);
             }
-            'h' => {
-                print!("{}", help(prog));
+            b'h' => {
+                let _ = sys::write_stdout(help(prog).as_bytes());
                 return Parsed::Exit(0);
             }
-            // Not reached: every option accepted above is handled. Should one be
-            // missed, refuse it as getopt refuses an unknown option.
-            _ => return fail(format!("{prog}: invalid option -- '{c}'")),
+            // Not reached: `getopt` only returns the options of the table.
+            _ => return Parsed::Exit(1),
         }
     }
     let mut rest = positional.into_iter();
-    match rest.next() {
-        Some(v) => {
-            if !host::is_kernel_version(v.as_bytes()) {
-                report.error(format_args!("Bad version passed {}", v.to_string_lossy()));
-                return Parsed::Exit(1);
-            }
-            opts.kversion = Some(v.into_vec());
+    if let Some(v) = rest.next() {
+        if !host::is_kernel_version(&v) {
+            report.error(format_args!(
+                "Bad version passed {}",
+                String::from_utf8_lossy(&v)
+            ));
+            return Parsed::Exit(1);
         }
-        None => opts.kversion = None,
+        opts.kversion = Some(v);
     }
-    opts.files = rest.map(OsString::into_vec).collect();
+    opts.files = rest.collect();
     Parsed::Run(Box::new(opts))
 }
 
-fn main() -> ExitCode {
-    let argv0 = std::env::args_os()
-        .next()
-        .unwrap_or_else(|| OsStr::new("depmod").to_owned());
-    let prog = depmod::names::basename(argv0.as_bytes()).to_vec();
-    let prog = String::from_utf8_lossy(&prog).into_owned();
+/// depmod on its arguments (`args[0]` is the program); the exit status.
+fn depmod_main(args: &[Vec<u8>]) -> u8 {
+    let argv0 = args.first().map_or(&b"depmod"[..], Vec::as_slice);
+    let prog = String::from_utf8_lossy(depmod::names::basename(argv0)).into_owned();
     let report = Report::new(prog.clone());
-    let code = match parse(&prog, &report) {
+    match parse(&prog, args.get(1..).unwrap_or_default(), &report) {
         Parsed::Exit(code) => code,
         Parsed::Run(opts) => host::run(*opts, &report),
-    };
-    let _ = std::io::stdout().flush();
-    ExitCode::from(code)
+    }
+}
+
+#[cfg(any(test, feature = "std"))]
+fn main() -> std::process::ExitCode {
+    use std::os::unix::ffi::OsStringExt;
+    let args: Vec<Vec<u8>> = std::env::args_os().map(|a| a.into_vec()).collect();
+    std::process::ExitCode::from(depmod_main(&args))
+}
+
+/// The C entry point, the allocator and the panic handler of the `no_std` binary.
+#[cfg(not(any(test, feature = "std")))]
+mod no_std_rt {
+    #![allow(unsafe_code)]
+
+    use alloc::vec::Vec;
+    #[cfg(not(all(target_env = "musl", feature = "musl-dlmalloc")))]
+    use core::alloc::{GlobalAlloc, Layout};
+    #[cfg(not(all(target_env = "musl", feature = "musl-dlmalloc")))]
+    use core::ffi::c_void;
+    use core::ffi::{c_char, c_int, CStr};
+
+    use depmod::host::sys;
+
+    // The C library itself: without std nothing else asks the linker for it.
+    #[link(name = "c")]
+    extern "C" {}
+
+    #[no_mangle]
+    extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
+        let n = usize::try_from(argc).unwrap_or(0);
+        let mut args = Vec::with_capacity(n);
+        for i in 0..n {
+            // SAFETY: the C runtime passes `argc` valid pointers in `argv`, each a
+            // NUL-terminated string that lives as long as the process.
+            let arg = unsafe { CStr::from_ptr(*argv.add(i)) };
+            args.push(arg.to_bytes().to_vec());
+        }
+        c_int::from(super::depmod_main(&args))
+    }
+
+    /// A panic is a bug (file data never panics: see the lints in lib.rs): say
+    /// where, then abort, as the std binary built with `panic = "abort"` does.
+    #[panic_handler]
+    fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+        let line = alloc::format!("depmod: internal error: {info}\n");
+        let _ = sys::write_stderr(line.as_bytes());
+        // SAFETY: `abort` has no preconditions.
+        unsafe { libc::abort() }
+    }
+
+    /// The unwinder's entry points that the precompiled `core` and `alloc` refer
+    /// to from their cleanup paths. Never called: [`panic`] aborts, so nothing
+    /// ever unwinds; should something try, it aborts.
+    #[no_mangle]
+    extern "C" fn rust_eh_personality() {}
+
+    /// See [`rust_eh_personality`].
+    #[no_mangle]
+    extern "C" fn _Unwind_Resume() -> ! {
+        // SAFETY: `abort` has no preconditions.
+        unsafe { libc::abort() }
+    }
+
+    /// The C library's `malloc`, for builds without dlmalloc.
+    #[cfg(not(all(target_env = "musl", feature = "musl-dlmalloc")))]
+    pub struct LibcAlloc;
+
+    /// What `malloc` guarantees: suitable for any fundamental type.
+    #[cfg(not(all(target_env = "musl", feature = "musl-dlmalloc")))]
+    const MALLOC_ALIGN: usize = 16;
+
+    // SAFETY: every method forwards to the C allocator, which returns blocks of
+    // at least the requested size and alignment (`posix_memalign` beyond what
+    // `malloc` guarantees), or null on failure, as `GlobalAlloc` requires.
+    #[cfg(not(all(target_env = "musl", feature = "musl-dlmalloc")))]
+    unsafe impl GlobalAlloc for LibcAlloc {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            if layout.align() <= MALLOC_ALIGN && layout.align() <= layout.size() {
+                return libc::malloc(layout.size()).cast();
+            }
+            let mut p: *mut c_void = core::ptr::null_mut();
+            let align = layout.align().max(core::mem::size_of::<usize>());
+            if libc::posix_memalign(&mut p, align, layout.size()) != 0 {
+                return core::ptr::null_mut();
+            }
+            p.cast()
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+            libc::free(ptr.cast());
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            if layout.align() <= MALLOC_ALIGN && layout.align() <= new_size {
+                return libc::realloc(ptr.cast(), new_size).cast();
+            }
+            let new = self.alloc(Layout::from_size_align_unchecked(new_size, layout.align()));
+            if !new.is_null() {
+                core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+            new
+        }
+    }
 }

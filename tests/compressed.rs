@@ -12,8 +12,8 @@ use std::process::Command;
 use common::debian::{self, KVER};
 use common::variants::{self, Compression};
 
-fn depmod() -> &'static str {
-    env!("CARGO_BIN_EXE_depmod")
+fn depmod() -> std::path::PathBuf {
+    common::oracle::our_binary()
 }
 
 /// A writable copy (hard links) of a cached tree under target/, for one test.

@@ -2463,6 +2463,14 @@ fn cli_errors() {
         &["-b", "@ROOT@", "@C@", "4.", "-n"],
         &["-b", "@ROOT@", "@C@", "4", "-n"],
         &["-b", "@ROOT@", "@C@", "4.4.4", "-e"],
+        // getopt's own forms: an abbreviation named in full in the message, `=`
+        // kept in a short option's value, a lone `-` as an argument, an empty
+        // long value, an unknown letter after a known one.
+        &["--al=x", "-b", "@ROOT@", "@C@", "4.4.4"],
+        &["-b=@ROOT@", "@C@", "4.4.4", "-n"],
+        &["-b", "@ROOT@", "@C@", "-"],
+        &["--basedir=", "@C@", "4.4.4", "-n"],
+        &["-nZ", "-b", "@ROOT@", "@C@", "4.4.4"],
     ] {
         cli(argv);
     }

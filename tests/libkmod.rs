@@ -279,7 +279,7 @@ impl Scratch {
     /// ROOT_OURS: the tree with our depmod's outputs.
     fn ours(&self) -> PathBuf {
         let root = self.tree("ours");
-        let out = run(Command::new(env!("CARGO_BIN_EXE_depmod"))
+        let out = run(Command::new(common::oracle::our_binary())
             .arg("-C")
             .arg(&self.empty)
             .arg("-b")
@@ -817,7 +817,7 @@ fn kmod_30_bin_indexes_hold_the_same_entries() {
             "\n  files: {} {}\n  made by: {} -C {} -b {} {KVER} and /usr/sbin/depmod -b {} -C {} {KVER}",
             o.display(),
             v.display(),
-            env!("CARGO_BIN_EXE_depmod"),
+            common::oracle::our_binary().display(),
             scratch.empty.display(),
             scratch.path().join("ours").display(),
             scratch.path().join("v30").display(),

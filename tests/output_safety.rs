@@ -38,7 +38,7 @@ const OUTPUTS: &[&str] = &[
 ];
 
 fn ours() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_depmod"))
+    common::oracle::our_binary()
 }
 
 /// `<image root>` of the cached Debian package: `-b` for the real tree.

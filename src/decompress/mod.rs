@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 
 #[cfg(feature = "gz")]
 mod gz;
-#[cfg(feature = "xz")]
+#[cfg(any(feature = "xz", feature = "xz-prebuilt"))]
 mod xz;
 #[cfg(feature = "zst")]
 mod zst;
@@ -78,7 +78,12 @@ pub fn detect(head: &[u8]) -> Option<Format> {
 /// growing `out` (doubling, from 4 KiB) when it is full, but never past `limit + 1`
 /// bytes in all (one byte over the limit is how an overflow is detected). Fails
 /// when `out` already holds more than `limit`.
-#[cfg(any(feature = "gz", feature = "xz", feature = "zst"))]
+#[cfg(any(
+    feature = "gz",
+    feature = "xz",
+    feature = "xz-prebuilt",
+    feature = "zst"
+))]
 fn room(
     out: &mut Vec<u8>,
     limit: usize,
@@ -116,7 +121,7 @@ pub fn decompress(
         }
         #[cfg(feature = "gz")]
         Format::Gzip => gz::decode(input, out, limit),
-        #[cfg(feature = "xz")]
+        #[cfg(any(feature = "xz", feature = "xz-prebuilt"))]
         Format::Xz => xz::decode(input, out, limit),
         #[cfg(feature = "zst")]
         Format::Zstd => zst::decode(input, out, limit),

@@ -1,34 +1,78 @@
 //! xz through liblzma (C, xz 5.8, built from source by `liblzma-sys` and linked
 //! statically): the reference decoder, as kmod uses. Measured on the real tree, one
-//! core: 143 MB/s of output, against 96 for xz 5.2 (`lzma-sys`, the first choice) and
-//! 53 for the fastest pure-Rust decoder (xz4rust).
+//! core: 143 MB/s of output, against 96 for xz 5.2 (`lzma-sys`, the first choice),
+//! 90 for lzma-rust2 and 53-74 for xz4rust (the fastest pure-Rust decoders).
+//!
+//! The three functions and the stream struct are declared here rather than taken
+//! from `liblzma-sys`, because that crate links `std`: with feature `xz` it is a
+//! dependency only to build and link `liblzma.a`; with `xz-prebuilt` (the static
+//! dist binaries, which have no `std`) the same library, built by `cargo xtask dist`
+//! through `liblzma-sys` for the target, is linked by `build.rs`.
 #![allow(unsafe_code)]
 
 use alloc::vec::Vec;
+use core::ffi::{c_int, c_void};
 
 use super::{Error, Format};
 
 const F: Format = Format::Xz;
 
+#[cfg(feature = "xz")]
+use liblzma_sys as _;
+
+/// `lzma_stream` of xz 5.8's `lzma/base.h`.
+#[repr(C)]
+struct LzmaStream {
+    next_in: *const u8,
+    avail_in: usize,
+    total_in: u64,
+    next_out: *mut u8,
+    avail_out: usize,
+    total_out: u64,
+    allocator: *const c_void,
+    internal: *mut c_void,
+    reserved_ptr: [*mut c_void; 4],
+    seek_pos: u64,
+    reserved_int2: u64,
+    reserved_int3: usize,
+    reserved_int4: usize,
+    reserved_enum1: c_int,
+    reserved_enum2: c_int,
+}
+
+/// `lzma_ret` values (an `enum` in C, so an `int`).
+const LZMA_OK: c_int = 0;
+const LZMA_STREAM_END: c_int = 1;
+const LZMA_BUF_ERROR: c_int = 10;
+/// `lzma_action`.
+const LZMA_FINISH: c_int = 3;
+/// Decoder flag: keep decoding concatenated streams (what `xz -d` does).
+const LZMA_CONCATENATED: u32 = 0x08;
+
+extern "C" {
+    fn lzma_stream_decoder(strm: *mut LzmaStream, memlimit: u64, flags: u32) -> c_int;
+    fn lzma_code(strm: *mut LzmaStream, action: c_int) -> c_int;
+    fn lzma_end(strm: *mut LzmaStream);
+}
+
 /// Frees the decoder on every exit path.
-struct Stream(liblzma_sys::lzma_stream);
+struct Stream(LzmaStream);
 
 impl Drop for Stream {
     fn drop(&mut self) {
         // SAFETY: the stream was initialised by `lzma_stream_decoder` (or is all zero,
         // which `lzma_end` accepts), and is not used after this.
-        unsafe { liblzma_sys::lzma_end(&mut self.0) };
+        unsafe { lzma_end(&mut self.0) };
     }
 }
 
 pub fn decode(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Error> {
-    // SAFETY: `lzma_stream` is a plain C struct; all-zero is LZMA_STREAM_INIT.
+    // SAFETY: `LzmaStream` is a plain C struct (pointers, integers); all-zero is
+    // LZMA_STREAM_INIT.
     let mut s = Stream(unsafe { core::mem::zeroed() });
     // SAFETY: `s.0` is a valid, initialised-to-zero stream.
-    let rc = unsafe {
-        liblzma_sys::lzma_stream_decoder(&mut s.0, u64::MAX, liblzma_sys::LZMA_CONCATENATED)
-    };
-    if rc != liblzma_sys::LZMA_OK {
+    let rc = unsafe { lzma_stream_decoder(&mut s.0, u64::MAX, LZMA_CONCATENATED) };
+    if rc != LZMA_OK {
         return Err(Error::Corrupt(F));
     }
     s.0.next_in = input.as_ptr();
@@ -51,7 +95,7 @@ pub fn decode(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Error
         // SAFETY: `next_in/avail_in` describe `input`, alive for this call;
         // `next_out/avail_out` describe the vector's spare capacity, which liblzma
         // only writes into; it reports how much it wrote through `avail_out`.
-        let rc = unsafe { liblzma_sys::lzma_code(&mut s.0, liblzma_sys::LZMA_FINISH) };
+        let rc = unsafe { lzma_code(&mut s.0, LZMA_FINISH) };
         let produced = before - s.0.avail_out;
         // SAFETY: liblzma initialised exactly `produced` bytes after `len`.
         unsafe { out.set_len(len + produced) };
@@ -59,9 +103,9 @@ pub fn decode(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Error
             return Err(Error::TooLarge(F));
         }
         match rc {
-            liblzma_sys::LZMA_STREAM_END => return Ok(()),
-            liblzma_sys::LZMA_OK => {}
-            liblzma_sys::LZMA_BUF_ERROR => return Err(Error::Truncated(F)),
+            LZMA_STREAM_END => return Ok(()),
+            LZMA_OK => {}
+            LZMA_BUF_ERROR => return Err(Error::Truncated(F)),
             _ => return Err(Error::Corrupt(F)),
         }
         if produced == 0 && s.0.avail_in == 0 && s.0.avail_out > 0 {

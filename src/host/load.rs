@@ -3,18 +3,10 @@
 //! Each worker owns one file buffer and one decompression buffer, reused for every
 //! module it takes; what survives a module is only its compact [`ModuleData`].
 
-#[allow(unused_imports)]
-use std::prelude::rust_2021::*;
-#[allow(unused_imports)]
-use std::{format, vec};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
-use std::ffi::OsStr;
-use std::fs::File;
-use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-
+use super::sys::{self, Errno, File};
 use crate::decompress::{self, Format};
 use crate::scan::{LoadError, ModuleData};
 
@@ -22,18 +14,19 @@ use crate::scan::{LoadError, ModuleData};
 /// the machine). The largest real module (amdgpu, debug builds) is well below it.
 pub const MAX_MODULE_SIZE: usize = 1 << 30;
 
-fn errno_of(e: &std::io::Error) -> LoadError {
-    LoadError::Io(e.raw_os_error().unwrap_or(libc::EIO))
+fn errno_of(e: Errno) -> LoadError {
+    LoadError::Io(e.0)
 }
 
 /// Reads a whole file into `buf` (reused), refusing files over `MAX_MODULE_SIZE`.
 ///
 /// Modules are read, not mapped: a module file truncated while we look at it (a
 /// package upgrade running meanwhile) must give a short read, not a SIGBUS.
-fn read_file(file: &File, buf: &mut Vec<u8>) -> Result<(), LoadError> {
+fn read_file(file: &File, len: u64, buf: &mut Vec<u8>) -> Result<(), LoadError> {
     buf.clear();
-    let cap = MAX_MODULE_SIZE as u64 + 1;
-    file.take(cap).read_to_end(buf).map_err(|e| errno_of(&e))?;
+    // The size `fstat` gave, plus one byte to see the end of file without growing.
+    buf.reserve((len as usize).saturating_add(1));
+    file.read_to_end(buf, MAX_MODULE_SIZE).map_err(errno_of)?;
     if buf.len() > MAX_MODULE_SIZE {
         return Err(LoadError::TooLarge);
     }
@@ -43,13 +36,13 @@ fn read_file(file: &File, buf: &mut Vec<u8>) -> Result<(), LoadError> {
 /// Loads one module: reads it (decompressing by magic), scans it, keeps what the
 /// outputs need.
 fn load_one(path: &[u8], file_buf: &mut Vec<u8>, unpacked: &mut Vec<u8>) -> ModuleData {
-    let file = match File::open(OsStr::from_bytes(path)) {
+    let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) => return ModuleData::failed(errno_of(&e)),
+        Err(e) => return ModuleData::failed(errno_of(e)),
     };
     let len = match file.metadata() {
-        Ok(m) => m.len(),
-        Err(e) => return ModuleData::failed(errno_of(&e)),
+        Ok(m) => m.size(),
+        Err(e) => return ModuleData::failed(errno_of(e)),
     };
     if len < 6 {
         return ModuleData::failed(LoadError::Malformed);
@@ -57,7 +50,7 @@ fn load_one(path: &[u8], file_buf: &mut Vec<u8>, unpacked: &mut Vec<u8>) -> Modu
     if len > MAX_MODULE_SIZE as u64 {
         return ModuleData::failed(LoadError::TooLarge);
     }
-    if let Err(e) = read_file(&file, file_buf) {
+    if let Err(e) = read_file(&file, len, file_buf) {
         return ModuleData::failed(e);
     }
     match decompress::detect(file_buf) {
@@ -73,37 +66,27 @@ fn load_one(path: &[u8], file_buf: &mut Vec<u8>, unpacked: &mut Vec<u8>) -> Modu
 /// Loads every module in `paths` (in parallel), returning results in the same order.
 pub fn load_all(paths: &[&[u8]]) -> Vec<ModuleData> {
     let n = paths.len();
-    let workers = std::thread::available_parallelism()
-        .map(|p| p.get())
-        .unwrap_or(1)
-        .min(n.max(1));
+    let workers = sys::parallelism().min(n.max(1));
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<ModuleData>>> = Mutex::new((0..n).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                let mut file_buf = Vec::new();
-                let mut unpacked = Vec::new();
-                let mut local = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&path) = paths.get(i) else { break };
-                    local.push((i, load_one(path, &mut file_buf, &mut unpacked)));
-                }
-                let mut r = results.lock().unwrap_or_else(|e| e.into_inner());
-                for (i, d) in local {
-                    // `r` has one slot per path, and `i` indexed `paths`.
-                    if let Some(slot) = r.get_mut(i) {
-                        *slot = Some(d);
-                    }
-                }
-            });
+    // Each worker takes the next path and keeps (index, result) pairs; the pairs
+    // are put in path order once every worker is done.
+    let done = sys::run_workers(workers, &|| {
+        let mut file_buf = Vec::new();
+        let mut unpacked = Vec::new();
+        let mut local = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&path) = paths.get(i) else { break };
+            local.push((i, load_one(path, &mut file_buf, &mut unpacked)));
         }
+        local
     });
-    results
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
-        .into_iter()
-        .map(|d| d.unwrap_or_default())
-        .collect()
+    let mut results: Vec<Option<ModuleData>> = (0..n).map(|_| None).collect();
+    for (i, d) in done.into_iter().flatten() {
+        // `results` has one slot per path, and `i` indexed `paths`.
+        if let Some(slot) = results.get_mut(i) {
+            *slot = Some(d);
+        }
+    }
+    results.into_iter().map(|d| d.unwrap_or_default()).collect()
 }

@@ -1,24 +1,19 @@
-//! The host side (feature `std`): files, directories, threads and messages around the
-//! I/O-free core. [`run`] is kmod's `depmod` main flow (spec §1.4), step by step.
-#![allow(unsafe_code)]
+//! The host side (feature `host`): files, directories, threads and messages around
+//! the I/O-free core, on libc alone ([`sys`]). [`run`] is kmod's `depmod` main flow
+//! (spec §1.4), step by step.
 
-#[allow(unused_imports)]
-use std::prelude::rust_2021::*;
-#[allow(unused_imports)]
-use std::{format, vec};
+use alloc::format;
+use alloc::vec;
+use alloc::vec::Vec;
 
 mod load;
 pub use load::MAX_MODULE_SIZE;
 mod report;
+pub mod sys;
 mod walk;
 mod write;
 
-use std::ffi::OsStr;
-use std::fs;
-use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use sys::Errno;
 
 pub use report::{io_error, strerror, DiagContext, Level, Report};
 
@@ -64,10 +59,6 @@ pub struct Options {
     pub files: Vec<Vec<u8>>,
 }
 
-fn os(b: &[u8]) -> &Path {
-    Path::new(OsStr::from_bytes(b))
-}
-
 /// kmod's `path_make_absolute_cwd`: `$PWD` if it names the current directory, else
 /// `getcwd()`, then `/` and the path.
 pub fn make_absolute(p: &[u8]) -> Vec<u8> {
@@ -82,19 +73,16 @@ pub fn make_absolute(p: &[u8]) -> Vec<u8> {
 }
 
 fn current_dir_name() -> Vec<u8> {
-    if let Some(pwd) = std::env::var_os("PWD") {
-        let pwd = pwd.as_bytes();
+    if let Some(pwd) = sys::env_var(c"PWD") {
         if pwd.first() == Some(&b'/') {
-            if let (Ok(a), Ok(b)) = (fs::metadata(os(pwd)), fs::metadata(".")) {
-                if a.dev() == b.dev() && a.ino() == b.ino() {
-                    return pwd.to_vec();
+            if let (Ok(a), Ok(b)) = (sys::metadata(&pwd), sys::metadata(b".")) {
+                if a.id() == b.id() {
+                    return pwd;
                 }
             }
         }
     }
-    std::env::current_dir()
-        .map(|p| p.as_os_str().as_bytes().to_vec())
-        .unwrap_or_default()
+    sys::current_dir().unwrap_or_default()
 }
 
 /// C `sscanf(arg, "%u.%u", …) == 2`: kmod's test for a kernel version argument.
@@ -116,34 +104,14 @@ pub fn is_kernel_version(arg: &[u8]) -> bool {
         .is_some()
 }
 
-fn uname_release() -> Option<Vec<u8>> {
-    // SAFETY: `utsname` is plain old data; zeroed is a valid value, and `uname` only
-    // writes NUL-terminated strings into the fields of the struct we own.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: `u` is a valid, writable `utsname`.
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return None;
-    }
-    let bytes: Vec<u8> = u
-        .release
-        .iter()
-        .take_while(|&&c| c != 0)
-        .map(|&c| c as u8)
-        .collect();
-    Some(bytes)
-}
-
 const PATH_MAX: usize = 4096;
 
 /// Runs depmod; returns the exit status.
 pub fn run(opts: Options, report: &Report) -> u8 {
-    let kver = match opts.kversion.clone().or_else(uname_release) {
-        Some(v) => v,
-        None => {
-            report.fatal(format_args!(
-                "uname() failed: {}",
-                io_error(&std::io::Error::last_os_error())
-            ));
+    let kver = match opts.kversion.clone().map_or_else(sys::uname_release, Ok) {
+        Ok(v) => v,
+        Err(e) => {
+            report.fatal(format_args!("uname() failed: {}", io_error(e)));
             return 1;
         }
     };
@@ -184,7 +152,7 @@ pub fn run(opts: Options, report: &Report) -> u8 {
     // pointers are ours: the logging function and the run's options).
     report.info(format_args!(
         "custom logging function {:p} registered",
-        Report::log as fn(&Report, Level, std::fmt::Arguments<'_>)
+        Report::log as fn(&Report, Level, core::fmt::Arguments<'_>)
     ));
     let code = run_with_context(&opts, report, &kver, &dir, &outdir, all);
     if !report.fatal_seen() {
@@ -208,12 +176,12 @@ fn run_with_context(
     // Kernel symbols (-E wins over -F).
     let symfile = opts.symvers.as_ref().or(opts.system_map.as_ref());
     let symfile_bytes = match symfile {
-        Some(f) => match fs::read(os(f)) {
+        Some(f) => match sys::read(f) {
             Ok(b) => b,
             Err(e) => {
                 report.log_bytes(
                     Level::Fatal,
-                    &[b"could not load ", f, b": ", io_error(&e).as_bytes()],
+                    &[b"could not load ", f, b": ", io_error(e).as_bytes()],
                 );
                 return 1;
             }
@@ -255,7 +223,7 @@ fn run_with_context(
     let mut set = ModuleSet::new(dir, &cfg);
     if all {
         if let Err(e) = walk::scan_tree(dir, &mut set, &cfg.excludes, report) {
-            report.fatal(format_args!("could not search modules: {}", io_error(&e)));
+            report.fatal(format_args!("could not search modules: {}", io_error(e)));
             return 1;
         }
         for ext in &cfg.externals {
@@ -267,14 +235,14 @@ fn run_with_context(
                 report.log_bytes(Level::Fatal, &[f, b": not absolute path."]);
                 return 1;
             }
-            if let Err(e) = fs::metadata(os(f)) {
+            if let Err(e) = sys::metadata(f) {
                 report.log_bytes(
                     Level::Fatal,
                     &[
                         b"could not create module ",
                         f,
                         b": ",
-                        io_error(&e).as_bytes(),
+                        io_error(e).as_bytes(),
                     ],
                 );
                 return 1;
@@ -367,20 +335,20 @@ fn run_with_context(
 /// Reads an input file of DIR, warning as kmod does when it is missing.
 fn read_input(dir: &[u8], name: &str, report: &Report) -> Option<Vec<u8>> {
     read_input_quiet(dir, name)
-        .map_err(|e| report_missing_input(dir, name, &e, report))
+        .map_err(|e| report_missing_input(dir, name, e, report))
         .ok()
 }
 
-fn read_input_quiet(dir: &[u8], name: &str) -> std::io::Result<Vec<u8>> {
+fn read_input_quiet(dir: &[u8], name: &str) -> sys::Result<Vec<u8>> {
     let mut path = dir.to_vec();
     path.push(b'/');
     path.extend_from_slice(name.as_bytes());
-    fs::read(os(&path))
+    sys::read(&path)
 }
 
 /// kmod's warning for a missing `modules.order`/`builtin`/`builtin.modinfo`.
-fn report_missing_input(dir: &[u8], name: &str, e: &std::io::Error, report: &Report) {
-    if fs::metadata(os(dir)).map(|m| m.is_dir()).unwrap_or(false) {
+fn report_missing_input(dir: &[u8], name: &str, e: Errno, report: &Report) {
+    if sys::metadata(dir).is_ok_and(|m| m.is_dir()) {
         report.log_bytes(
             Level::Warning,
             &[
@@ -393,16 +361,14 @@ fn report_missing_input(dir: &[u8], name: &str, e: &std::io::Error, report: &Rep
             ],
         );
     } else {
-        let e = fs::read_dir(os(dir))
-            .err()
-            .unwrap_or_else(|| std::io::Error::from_raw_os_error(libc::ENOENT));
+        let e = sys::open_dir(dir).err().unwrap_or(Errno(libc::ENOENT));
         report.log_bytes(
             Level::Warning,
             &[
                 b"could not open directory ",
                 dir,
                 b": ",
-                io_error(&e).as_bytes(),
+                io_error(e).as_bytes(),
             ],
         );
     }
@@ -411,7 +377,7 @@ fn report_missing_input(dir: &[u8], name: &str, e: &std::io::Error, report: &Rep
 /// One output file's bytes, and what to say about it, in kmod's order.
 struct Produced {
     bytes: Vec<u8>,
-    missing_input: Option<(&'static str, std::io::Error)>,
+    missing_input: Option<(&'static str, Errno)>,
     diags: Vec<Diag>,
     result: Result<(), crate::index::BadChar>,
 }
@@ -451,31 +417,28 @@ fn produce(file: OutputFile, outputs: &Outputs<'_, '_>, dir: &[u8]) -> Produced 
 
 /// Generates every output, on all cores; results in [`OutputFile::ALL`] order.
 fn produce_all(outputs: &Outputs<'_, '_>, dir: &[u8]) -> Vec<Produced> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
+    use core::sync::atomic::{AtomicUsize, Ordering};
     let files = OutputFile::ALL;
     let next = AtomicUsize::new(0);
-    let slots: Mutex<Vec<Option<Produced>>> = Mutex::new((0..files.len()).map(|_| None).collect());
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(files.len());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&file) = files.get(i) else { break };
-                let p = produce(file, outputs, dir);
-                // `slots` has one slot per file, and `i` indexed `files`.
-                if let Some(slot) = slots.lock().unwrap_or_else(|e| e.into_inner()).get_mut(i) {
-                    *slot = Some(p);
-                }
-            });
+    let workers = sys::parallelism().min(files.len());
+    let done = sys::run_workers(workers, &|| {
+        let mut mine = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(&file) = files.get(i) else {
+                return mine;
+            };
+            mine.push((i, produce(file, outputs, dir)));
         }
     });
+    let mut slots: Vec<Option<Produced>> = (0..files.len()).map(|_| None).collect();
+    for (i, p) in done.into_iter().flatten() {
+        // `slots` has one slot per file, and `i` indexed `files`.
+        if let Some(slot) = slots.get_mut(i) {
+            *slot = Some(p);
+        }
+    }
     slots
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
         .into_iter()
         .map(|p| {
             p.unwrap_or(Produced {
@@ -498,7 +461,6 @@ fn write_outputs(
 ) -> u8 {
     let mut diags = Vec::new();
     if dry_run {
-        let mut stdout = std::io::stdout().lock();
         for file in OutputFile::ALL {
             if file.is_index() {
                 continue;
@@ -509,12 +471,11 @@ fn write_outputs(
             for d in diags.drain(..) {
                 report.diag(&d, ctx);
             }
-            if let Err(e) = stdout.write_all(&buf) {
-                report.error(format_args!("could not write to stdout: {}", io_error(&e)));
+            if let Err(e) = sys::write_stdout(&buf) {
+                report.error(format_args!("could not write to stdout: {}", io_error(e)));
                 return 1;
             }
         }
-        let _ = stdout.flush();
         return 0;
     }
 
@@ -525,41 +486,27 @@ fn write_outputs(
                 b"could not create directory ",
                 outdir,
                 b": ",
-                io_error(&e).as_bytes(),
+                io_error(e).as_bytes(),
             ],
         );
         return 1;
     }
-    if let Err(e) = fs::read_dir(os(outdir)) {
+    if let Err(e) = sys::open_dir(outdir) {
         report.log_bytes(
             Level::Fatal,
             &[
                 b"could not open directory ",
                 outdir,
                 b": ",
-                io_error(&e).as_bytes(),
+                io_error(e).as_bytes(),
             ],
         );
         return 1;
     }
-    let mut staging = match write::Staging::open(outdir) {
-        Ok(s) => s,
-        Err(e) => {
-            report.log_bytes(
-                Level::Fatal,
-                &[
-                    b"could not open directory ",
-                    outdir,
-                    b": ",
-                    io_error(&e.error).as_bytes(),
-                ],
-            );
-            return 1;
-        }
-    };
+    let mut staging = write::Staging::open(outdir);
     for (file, produced) in OutputFile::ALL.into_iter().zip(produce_all(outputs, dir)) {
         if let Some((name, e)) = &produced.missing_input {
-            report_missing_input(dir, name, e, report);
+            report_missing_input(dir, name, *e, report);
         }
         for d in &produced.diags {
             report.diag(d, ctx);
@@ -583,9 +530,9 @@ fn write_outputs(
                 Level::Error,
                 &[
                     b"could not write ",
-                    e.path.as_os_str().as_bytes(),
+                    &e.path,
                     b": ",
-                    io_error(&e.error).as_bytes(),
+                    io_error(e.error).as_bytes(),
                     b" (no index was changed)",
                 ],
             );
@@ -597,9 +544,9 @@ fn write_outputs(
             Level::Error,
             &[
                 b"could not rename into ",
-                e.path.as_os_str().as_bytes(),
+                &e.path,
                 b": ",
-                io_error(&e.error).as_bytes(),
+                io_error(e.error).as_bytes(),
             ],
         );
         return 1;
@@ -614,7 +561,7 @@ fn write_outputs(
 /// comes from a buffer only updated for directories and module files, so an
 /// unsupported file is named after the entry before it, as kmod names it.
 fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
-    let root = match fs::read_dir(os(dir)) {
+    let root = match sys::read_dir(dir) {
         Ok(r) => r,
         Err(e) => {
             report.log_bytes(
@@ -623,7 +570,7 @@ fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
                     b"could not open directory ",
                     dir,
                     b": ",
-                    io_error(&e).as_bytes(),
+                    io_error(e).as_bytes(),
                 ],
             );
             return false;
@@ -631,7 +578,7 @@ fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
     };
     let mut dep = dir.to_vec();
     dep.extend_from_slice(b"/modules.dep");
-    let dep_mtime = match fs::metadata(os(&dep)) {
+    let dep_mtime = match sys::metadata(&dep) {
         Ok(m) => m.mtime(),
         Err(e) => {
             report.log_bytes(
@@ -640,7 +587,7 @@ fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
                     b"could not fstatat(",
                     dir,
                     b", modules.dep): ",
-                    io_error(&e).as_bytes(),
+                    io_error(e).as_bytes(),
                 ],
             );
             return false;
@@ -677,7 +624,7 @@ fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
         }
         let mut path = buf.get(..base).unwrap_or(&buf).to_vec();
         path.extend_from_slice(name);
-        let m = match fs::metadata(os(&path)) {
+        let m = match sys::metadata(&path) {
             Ok(m) => m,
             Err(e) => {
                 report.log_bytes(
@@ -686,7 +633,7 @@ fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
                         format!("fstatat({fd}, ").as_bytes(),
                         name,
                         b"): ",
-                        io_error(&e).as_bytes(),
+                        io_error(e).as_bytes(),
                     ],
                 );
                 continue;
@@ -701,12 +648,12 @@ fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
                 );
                 continue;
             }
-            if seen.contains(&(m.dev(), m.ino())) {
+            if seen.contains(&m.id()) {
                 continue;
             }
-            match fs::read_dir(os(&path)) {
+            match sys::read_dir(&path) {
                 Ok(sub) => {
-                    seen.push((m.dev(), m.ino()));
+                    seen.push(m.id());
                     put(&mut buf, base + name.len(), b"/", 0);
                     stack.push((walk::sorted_listing(sub), base + name.len() + 1));
                 }
@@ -716,7 +663,7 @@ fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
                         format!("openat({fd}, ").as_bytes(),
                         name,
                         b", O_RDONLY): ",
-                        io_error(&e).as_bytes(),
+                        io_error(e).as_bytes(),
                     ],
                 ),
             }

@@ -1,13 +1,12 @@
 //! Message wording and levels: `depmod: LEVEL: text` on stderr, as kmod prints it.
 
-#[allow(unused_imports)]
-use std::prelude::rust_2021::*;
-#[allow(unused_imports)]
-use std::{format, vec};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use std::fmt;
-use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use super::sys::{self, Errno};
 
 use crate::diag::Diag;
 use crate::scan::LoadError;
@@ -81,7 +80,7 @@ impl Report {
             return;
         }
         let line = format!("{}: {}: {}\n", self.prog, level.word(), args);
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        let _ = sys::write_stderr(line.as_bytes());
     }
 
     /// A message with bytes that may not be UTF-8 (paths, module data): written raw.
@@ -101,7 +100,7 @@ impl Report {
             line.extend_from_slice(p);
         }
         line.push(b'\n');
-        let _ = std::io::stderr().lock().write_all(&line);
+        let _ = sys::write_stderr(&line);
     }
 
     /// FATAL: the caller exits 1 right after.
@@ -161,9 +160,7 @@ impl Report {
                 for part in [path(i), b" needs \"", s, b"\": ", path(p), b"\n"] {
                     line.extend_from_slice(part);
                 }
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(&line);
-                let _ = out.flush();
+                let _ = sys::write_stdout(&line);
             }
             Diag::Cycle(chain) => {
                 let mut text = Vec::new();
@@ -291,21 +288,12 @@ pub fn strerror(errno: i32) -> String {
         libc::EOVERFLOW => "Value too large for defined data type",
         libc::EDQUOT => "Disk quota exceeded",
         libc::ESTALE => "Stale file handle",
-        _ => {
-            let s = std::io::Error::from_raw_os_error(errno).to_string();
-            return match s.find(" (os error") {
-                Some(i) => s[..i].to_string(),
-                None => s,
-            };
-        }
+        _ => return String::from_utf8_lossy(&sys::strerror(errno)).into_owned(),
     };
     s.to_string()
 }
 
-/// `%m` for an I/O error.
-pub fn io_error(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => strerror(n),
-        None => e.to_string(),
-    }
+/// `%m` for a failed call.
+pub fn io_error(e: Errno) -> String {
+    strerror(e.0)
 }

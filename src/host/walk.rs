@@ -1,24 +1,14 @@
 //! Finding inputs on disk: depmod.d files (spec §2.1) and module files (spec §2.2),
 //! in kmod's order and with its messages.
 
-#[allow(unused_imports)]
-use std::prelude::rust_2021::*;
-#[allow(unused_imports)]
-use std::{format, vec};
-
-use std::ffi::OsStr;
-use std::fs;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use alloc::format;
+use alloc::vec;
+use alloc::vec::Vec;
 
 use super::report::{io_error, Report};
+use super::sys::{self, EntryType};
 use crate::config::Config;
 use crate::modset::{ModuleSet, Offer};
-
-fn os(b: &[u8]) -> &Path {
-    Path::new(OsStr::from_bytes(b))
-}
 
 /// Default config search path of kmod 34 (used when no `-C` is given).
 pub const CONFIG_PATHS: &[&[u8]] = &[
@@ -40,19 +30,19 @@ pub fn read_config(paths: &[Vec<u8>], kver: &[u8], report: &Report) -> Config {
         }
     };
     for p in paths {
-        let Ok(meta) = fs::metadata(os(p)) else {
+        let Ok(meta) = sys::metadata(p) else {
             continue;
         };
         if !meta.is_dir() {
             add(crate::names::basename(p), p.clone());
             continue;
         }
-        let entries = match fs::read_dir(os(p)) {
+        let entries = match sys::read_dir(p) {
             Ok(e) => e,
             Err(e) => {
                 report.log_bytes(
                     super::report::Level::Error,
-                    &[b"files list ", p, b": ", io_error(&e).as_bytes()],
+                    &[b"files list ", p, b": ", io_error(e).as_bytes()],
                 );
                 continue;
             }
@@ -72,7 +62,7 @@ pub fn read_config(paths: &[Vec<u8>], kver: &[u8], report: &Report) -> Config {
                 );
                 continue;
             }
-            match fs::metadata(os(&full)) {
+            match sys::metadata(&full) {
                 Ok(m) if m.is_dir() => {
                     report.log_bytes(
                         super::report::Level::Error,
@@ -96,11 +86,11 @@ pub fn read_config(paths: &[Vec<u8>], kver: &[u8], report: &Report) -> Config {
     let mut cfg = Config::default();
     let mut diags = Vec::new();
     for (_, path) in &files {
-        match fs::read(os(path)) {
+        match sys::read(path) {
             Ok(text) => cfg.parse(path, &text, kver, &mut diags),
             Err(e) => report.log_bytes(
                 super::report::Level::Error,
-                &[b"file parse ", path, b": ", io_error(&e).as_bytes()],
+                &[b"file parse ", path, b": ", io_error(e).as_bytes()],
             ),
         }
         for d in diags.drain(..) {
@@ -117,7 +107,7 @@ pub fn is_module_name(name: &[u8]) -> bool {
     if cfg!(feature = "gz") {
         suffixes.push(b".ko.gz");
     }
-    if cfg!(feature = "xz") {
+    if cfg!(any(feature = "xz", feature = "xz-prebuilt")) {
         suffixes.push(b".ko.xz");
     }
     if cfg!(feature = "zst") {
@@ -132,17 +122,13 @@ const PATH_MAX: usize = 4096;
 const NAME_MAX: usize = 255;
 
 /// One directory's entries, sorted by name, with their `d_type` when known.
-pub(super) type Listing = std::vec::IntoIter<(Vec<u8>, Option<fs::FileType>)>;
+pub(super) type Listing = vec::IntoIter<(Vec<u8>, Option<EntryType>)>;
 
 /// Reads a whole directory and sorts it by name (bytes), so that the walk, and with
 /// it everything kmod leaves to `readdir` order (which of two equally ranked
 /// duplicates wins, the order of messages about entries), is the same on every file
 /// system. Unreadable entries are skipped, as kmod skips them.
-pub(super) fn sorted_listing(dir: fs::ReadDir) -> Listing {
-    let mut entries: Vec<(Vec<u8>, Option<fs::FileType>)> = dir
-        .flatten()
-        .map(|e| (e.file_name().as_bytes().to_vec(), e.file_type().ok()))
-        .collect();
+pub(super) fn sorted_listing(mut entries: Vec<(Vec<u8>, Option<EntryType>)>) -> Listing {
     entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     entries.into_iter()
 }
@@ -156,8 +142,8 @@ pub fn scan_tree(
     set: &mut ModuleSet<'_>,
     excludes: &[Vec<u8>],
     report: &Report,
-) -> std::io::Result<()> {
-    let dir = fs::read_dir(os(root)).inspect_err(|e| {
+) -> sys::Result<()> {
+    let dir = sys::read_dir(root).inspect_err(|&e| {
         report.log_bytes(
             super::report::Level::Error,
             &[
@@ -169,8 +155,8 @@ pub fn scan_tree(
         );
     })?;
     let mut ancestors = Vec::new();
-    if let Ok(m) = fs::metadata(os(root)) {
-        ancestors.push((m.dev(), m.ino()));
+    if let Ok(m) = sys::metadata(root) {
+        ancestors.push(m.id());
     }
     let mut path = root.to_vec();
     path.push(b'/');
@@ -202,9 +188,9 @@ pub fn scan_tree(
         }
         path.extend_from_slice(name);
         let (is_dir, meta) = match ft {
-            Some(t) if t.is_file() => (false, None),
-            Some(t) if t.is_dir() => (true, None),
-            _ => match fs::metadata(os(&path)) {
+            Some(EntryType::File) => (false, None),
+            Some(EntryType::Dir) => (true, None),
+            None => match sys::metadata(&path) {
                 Err(e) => {
                     report.log_bytes(
                         super::report::Level::Error,
@@ -212,7 +198,7 @@ pub fn scan_tree(
                             format!("fstatat({fd}, ").as_bytes(),
                             name,
                             b"): ",
-                            io_error(&e).as_bytes(),
+                            io_error(e).as_bytes(),
                         ],
                     );
                     continue;
@@ -220,18 +206,7 @@ pub fn scan_tree(
                 Ok(m) if m.is_file() => (false, Some(m)),
                 Ok(m) if m.is_dir() => (true, Some(m)),
                 Ok(m) => {
-                    let t = m.file_type();
-                    let bits: u32 = if t.is_fifo() {
-                        0o010000
-                    } else if t.is_char_device() {
-                        0o020000
-                    } else if t.is_block_device() {
-                        0o060000
-                    } else if t.is_socket() {
-                        0o140000
-                    } else {
-                        m.mode() & 0o170000
-                    };
+                    let bits = m.mode() & 0o170000;
                     report.log_bytes(
                         super::report::Level::Error,
                         &[
@@ -260,8 +235,8 @@ pub fn scan_tree(
             );
             continue;
         }
-        let id = match meta.or_else(|| fs::metadata(os(&path)).ok()) {
-            Some(m) => (m.dev(), m.ino()),
+        let id = match meta.or_else(|| sys::metadata(&path).ok()) {
+            Some(m) => m.id(),
             None => (0, 0),
         };
         if ancestors.contains(&id) {
@@ -275,7 +250,7 @@ pub fn scan_tree(
             );
             continue;
         }
-        match fs::read_dir(os(&path)) {
+        match sys::read_dir(&path) {
             Ok(sub) => {
                 path.push(b'/');
                 ancestors.push(id);
@@ -288,7 +263,7 @@ pub fn scan_tree(
                         format!("openat({fd}, ").as_bytes(),
                         name,
                         b", O_RDONLY): ",
-                        io_error(&e).as_bytes(),
+                        io_error(e).as_bytes(),
                     ],
                 );
             }

@@ -3,94 +3,85 @@
 //! the old ones, and the directory is fsynced. A crash, a full disk or a read-only
 //! directory leaves the previous index set intact and no temp file behind.
 
-#[allow(unused_imports)]
-use std::prelude::rust_2021::*;
-#[allow(unused_imports)]
-use std::{format, vec};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
 
-use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
-
-fn os(b: &[u8]) -> &Path {
-    Path::new(OsStr::from_bytes(b))
-}
+use super::sys::{self, Errno, File};
 
 /// A failed output step, naming the file it concerns.
 #[derive(Debug)]
 pub struct WriteError {
     /// Path of the file (or directory) concerned.
-    pub path: PathBuf,
+    pub path: Vec<u8>,
     /// What the system said.
-    pub error: io::Error,
+    pub error: Errno,
 }
 
 /// The output directory with the temp files written so far.
 pub struct Staging {
-    dir: PathBuf,
+    dir: Vec<u8>,
     suffix: String,
-    staged: Vec<(PathBuf, PathBuf)>,
+    /// (temp file, its final name), in the order written.
+    staged: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Staging {
-    /// Opens the output directory (creating it, like `mkdir -p`, unless `create` is
-    /// false). Temp names are `<name>.<pid>.<usec>.<sec>`, as kmod's.
-    pub fn open(dir: &[u8]) -> Result<Self, WriteError> {
-        let dir = os(dir).to_path_buf();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        Ok(Staging {
-            dir,
-            suffix: format!(
-                ".{}.{}.{}",
-                std::process::id(),
-                now.subsec_micros(),
-                now.as_secs()
-            ),
+    /// Starts staging into `dir`. Temp names are `<name>.<pid>.<usec>.<sec>`, as
+    /// kmod's.
+    pub fn open(dir: &[u8]) -> Self {
+        let (secs, usecs) = sys::now();
+        Staging {
+            dir: dir.to_vec(),
+            suffix: format!(".{}.{}.{}", sys::pid(), usecs, secs),
             staged: Vec::new(),
-        })
+        }
     }
 
     /// `mkdir -p` with mode 0755 (umask applies).
-    pub fn create_dir(dir: &[u8]) -> io::Result<()> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(os(dir))
+    pub fn create_dir(dir: &[u8]) -> sys::Result<()> {
+        sys::create_dir_all(dir, 0o755)
+    }
+
+    fn path_of(&self, name: &str, suffix: &str) -> Vec<u8> {
+        let mut p = self.dir.clone();
+        if p.last() != Some(&b'/') {
+            p.push(b'/');
+        }
+        p.extend_from_slice(name.as_bytes());
+        p.extend_from_slice(suffix.as_bytes());
+        p
     }
 
     /// Writes `bytes` to a new temp file for `name` and syncs it.
     pub fn stage(&mut self, name: &str, bytes: &[u8]) -> Result<(), WriteError> {
-        let target = self.dir.join(name);
-        let tmp = self.dir.join(format!("{name}{}", self.suffix));
-        let fail = |path: &Path, error| WriteError {
-            path: path.to_path_buf(),
-            error,
+        let target = self.path_of(name, "");
+        let tmp = self.path_of(name, &self.suffix);
+        let f = match File::create_new(&tmp, 0o644) {
+            Ok(f) => f,
+            Err(error) => {
+                return Err(WriteError {
+                    path: target,
+                    error,
+                })
+            }
         };
-        let mut f: File = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)
-            .map_err(|e| fail(&target, e))?;
-        self.staged.push((tmp.clone(), target.clone()));
-        f.write_all(bytes).map_err(|e| fail(&target, e))?;
-        f.sync_all().map_err(|e| fail(&target, e))?;
-        Ok(())
+        self.staged.push((tmp, target.clone()));
+        let written = f.write_all(bytes).and_then(|()| f.sync_all());
+        written.map_err(|error| WriteError {
+            path: target,
+            error,
+        })
     }
 
     /// Renames every temp file over its target, then syncs the directory.
     pub fn commit(mut self) -> Result<(), WriteError> {
-        let staged = std::mem::take(&mut self.staged);
+        let staged = core::mem::take(&mut self.staged);
         for (i, (tmp, target)) in staged.iter().enumerate() {
-            if let Err(error) = fs::rename(tmp, target) {
+            if let Err(error) = sys::rename(tmp, target) {
                 // Earlier renames stand (each is atomic); drop the rest.
                 for (t, _) in staged.iter().skip(i) {
-                    let _ = fs::remove_file(t);
+                    let _ = sys::remove_file(t);
                 }
                 return Err(WriteError {
                     path: target.clone(),
@@ -98,9 +89,7 @@ impl Staging {
                 });
             }
         }
-        if let Ok(d) = File::open(&self.dir) {
-            let _ = d.sync_all();
-        }
+        sys::sync_dir(&self.dir);
         Ok(())
     }
 }
@@ -109,7 +98,7 @@ impl Drop for Staging {
     /// Anything still staged was not committed: remove it.
     fn drop(&mut self) {
         for (tmp, _) in &self.staged {
-            let _ = fs::remove_file(tmp);
+            let _ = sys::remove_file(tmp);
         }
     }
 }

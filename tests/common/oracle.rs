@@ -124,14 +124,23 @@ pub fn kmod30() -> Depmod {
     }
 }
 
-/// Our `depmod` binary.
+/// Our `depmod` binary: `DEPMOD_UNDER_TEST` when set (`cargo xtask test` points it
+/// at the static `no_std` dist binary for a second pass), else the one cargo built.
 pub fn ours() -> Depmod {
+    Depmod {
+        kind: Kind::Ours,
+        path: our_binary(),
+    }
+}
+
+/// The path behind [`ours`].
+pub fn our_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("DEPMOD_UNDER_TEST").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
     match option_env!("CARGO_BIN_EXE_depmod") {
-        Some(p) => Depmod {
-            kind: Kind::Ours,
-            path: PathBuf::from(p),
-        },
-        None => panic!("our depmod binary was not built (needs the `std` feature)"),
+        Some(p) => PathBuf::from(p),
+        None => panic!("our depmod binary was not built (needs the `host` feature)"),
     }
 }
 

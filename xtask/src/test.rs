@@ -59,6 +59,19 @@ pub fn run_all(root: &Path) -> Result<(), String> {
             "warnings",
         ])
         .current_dir(root))?;
+    // The `no_std` binary (what `dist` ships) has its own entry point, allocator
+    // and panic handler: lint it too.
+    run(Command::new(&cargo)
+        .args([
+            "clippy",
+            "-p",
+            "depmod",
+            "--bin",
+            "depmod",
+            "--no-default-features",
+        ])
+        .args(["--features", "host,gz,zst", "--", "-D", "warnings"])
+        .current_dir(root))?;
     run(Command::new(&cargo)
         .args(["test", "--workspace", "--release"])
         .current_dir(root))?;

@@ -1,0 +1,590 @@
+//! The operating system, through libc only: files, directories, standard streams,
+//! threads, the clock.
+//!
+//! The host layer uses this instead of `std` so that the `depmod` binary can be
+//! built without `std` at all: the precompiled `std` links its panic hook's
+//! backtrace symbolizer (gimli, addr2line, a demangler, libunwind — ~200 KiB) into
+//! every binary, which alone would break the 512 KiB budget of the static x86_64
+//! build. What is here is what depmod needs and no more; errors are the `errno`
+//! values, worded by [`super::strerror`] as glibc words them.
+#![allow(unsafe_code)]
+
+use alloc::vec::Vec;
+use core::ffi::{c_char, c_int, c_void};
+use core::mem::MaybeUninit;
+
+/// An `errno` value from a failed call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Errno(pub i32);
+
+/// The result of a system call wrapper.
+pub type Result<T> = core::result::Result<T, Errno>;
+
+impl Errno {
+    /// The calling thread's `errno`, just after a call failed.
+    pub fn last() -> Errno {
+        // SAFETY: `__errno_location` returns the calling thread's errno slot, valid
+        // for the thread's lifetime (glibc and musl both provide it).
+        Errno(unsafe { *libc::__errno_location() })
+    }
+}
+
+/// The C library's own text for `errno` (`strerror_r`, the XSI version).
+pub fn strerror(errno: i32) -> Vec<u8> {
+    let mut buf = [0u8; 128];
+    // SAFETY: `buf` is writable for its length, which is passed.
+    let r = unsafe { libc::strerror_r(errno, buf.as_mut_ptr().cast::<c_char>(), buf.len()) };
+    if r != 0 {
+        return alloc::format!("Unknown error {errno}").into_bytes();
+    }
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    buf.get(..len).unwrap_or_default().to_vec()
+}
+
+/// `path` as a NUL-terminated C string; a path with a NUL byte inside cannot name a
+/// file (`EINVAL`, as std reports it).
+fn c_path(path: &[u8]) -> Result<Vec<u8>> {
+    if path.contains(&0) {
+        return Err(Errno(libc::EINVAL));
+    }
+    let mut c = Vec::with_capacity(path.len() + 1);
+    c.extend_from_slice(path);
+    c.push(0);
+    Ok(c)
+}
+
+/// Retries a call interrupted by a signal.
+fn retry(mut call: impl FnMut() -> isize) -> Result<usize> {
+    loop {
+        let r = call();
+        if r >= 0 {
+            return Ok(r as usize);
+        }
+        let e = Errno::last();
+        if e.0 != libc::EINTR {
+            return Err(e);
+        }
+    }
+}
+
+/// What `stat` says of a file (following symlinks).
+#[derive(Clone, Copy)]
+pub struct Metadata(libc::stat);
+
+impl Metadata {
+    /// The file type and permission bits.
+    pub fn mode(&self) -> u32 {
+        self.0.st_mode
+    }
+    fn kind(&self) -> u32 {
+        self.0.st_mode & libc::S_IFMT
+    }
+    /// A directory?
+    pub fn is_dir(&self) -> bool {
+        self.kind() == libc::S_IFDIR
+    }
+    /// A regular file?
+    pub fn is_file(&self) -> bool {
+        self.kind() == libc::S_IFREG
+    }
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.0.st_size as u64
+    }
+    /// Device and inode: identity of the file, for loop detection.
+    // The field types differ between targets (32-bit ones among them).
+    #[allow(clippy::unnecessary_cast)]
+    pub fn id(&self) -> (u64, u64) {
+        (self.0.st_dev as u64, self.0.st_ino as u64)
+    }
+    /// Modification time, whole seconds (what kmod compares for `-A`).
+    #[allow(clippy::unnecessary_cast)]
+    pub fn mtime(&self) -> i64 {
+        self.0.st_mtime as i64
+    }
+}
+
+/// `stat(2)`.
+pub fn metadata(path: &[u8]) -> Result<Metadata> {
+    let c = c_path(path)?;
+    let mut st = MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: `c` is NUL-terminated; `st` is writable storage for one `stat`.
+    if unsafe { libc::stat(c.as_ptr().cast(), st.as_mut_ptr()) } != 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: `stat` succeeded, so it filled `st` in.
+    Ok(Metadata(unsafe { st.assume_init() }))
+}
+
+/// An open file descriptor, closed on drop.
+pub struct File(c_int);
+
+impl File {
+    fn open_with(path: &[u8], flags: c_int, mode: libc::mode_t) -> Result<File> {
+        let c = c_path(path)?;
+        let fd = retry(|| {
+            // SAFETY: `c` is NUL-terminated; `open` takes a mode argument with
+            // O_CREAT and ignores it otherwise.
+            let fd = unsafe { libc::open(c.as_ptr().cast(), flags | libc::O_CLOEXEC, mode) };
+            fd as isize
+        })?;
+        Ok(File(fd as c_int))
+    }
+
+    /// Opens for reading.
+    pub fn open(path: &[u8]) -> Result<File> {
+        File::open_with(path, libc::O_RDONLY, 0)
+    }
+
+    /// Creates a new file for writing (`O_EXCL`: never an existing one).
+    pub fn create_new(path: &[u8], mode: libc::mode_t) -> Result<File> {
+        File::open_with(path, libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL, mode)
+    }
+
+    /// `fstat(2)`.
+    pub fn metadata(&self) -> Result<Metadata> {
+        let mut st = MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: `self.0` is an open descriptor; `st` is writable storage.
+        if unsafe { libc::fstat(self.0, st.as_mut_ptr()) } != 0 {
+            return Err(Errno::last());
+        }
+        // SAFETY: `fstat` succeeded, so it filled `st` in.
+        Ok(Metadata(unsafe { st.assume_init() }))
+    }
+
+    /// Appends the rest of the file to `buf`, but at most `limit` bytes; a file
+    /// longer than that leaves `buf` holding `limit + 1` bytes of it (so the
+    /// caller can tell "too large" from "exactly `limit`").
+    pub fn read_to_end(&self, buf: &mut Vec<u8>, limit: usize) -> Result<()> {
+        let stop = buf.len().saturating_add(limit).saturating_add(1);
+        loop {
+            if buf.len() >= stop {
+                return Ok(());
+            }
+            if buf.capacity() == buf.len() {
+                buf.reserve((buf.len().max(8192)).min(stop - buf.len()));
+            }
+            let room = (buf.capacity() - buf.len()).min(stop - buf.len());
+            let n = retry(|| {
+                // SAFETY: the spare capacity of `buf` has at least `room` writable
+                // bytes past its length.
+                unsafe {
+                    libc::read(
+                        self.0,
+                        buf.as_mut_ptr().add(buf.len()).cast::<c_void>(),
+                        room,
+                    )
+                }
+            })?;
+            if n == 0 {
+                return Ok(());
+            }
+            // SAFETY: `read` initialised `n <= room` bytes past the old length.
+            unsafe { buf.set_len(buf.len() + n) };
+        }
+    }
+
+    /// Writes all of `bytes`.
+    pub fn write_all(&self, bytes: &[u8]) -> Result<()> {
+        write_all_fd(self.0, bytes)
+    }
+
+    /// `fsync(2)`.
+    pub fn sync_all(&self) -> Result<()> {
+        // SAFETY: `self.0` is an open descriptor.
+        retry(|| unsafe { libc::fsync(self.0) } as isize).map(|_| ())
+    }
+}
+
+impl Drop for File {
+    fn drop(&mut self) {
+        // SAFETY: we own the descriptor and nothing uses it after this.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+fn write_all_fd(fd: c_int, mut bytes: &[u8]) -> Result<()> {
+    while !bytes.is_empty() {
+        let n = retry(|| {
+            // SAFETY: `bytes` is valid for reads of its length.
+            unsafe { libc::write(fd, bytes.as_ptr().cast::<c_void>(), bytes.len()) }
+        })?;
+        if n == 0 {
+            return Err(Errno(libc::EIO));
+        }
+        bytes = bytes.get(n..).unwrap_or_default();
+    }
+    Ok(())
+}
+
+/// Reads a whole file.
+pub fn read(path: &[u8]) -> Result<Vec<u8>> {
+    let f = File::open(path)?;
+    let hint = f.metadata().map_or(0, |m| m.size() as usize);
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(hint.saturating_add(1))
+        .map_err(|_| Errno(libc::ENOMEM))?;
+    f.read_to_end(&mut buf, usize::MAX - 1)?;
+    Ok(buf)
+}
+
+/// What `readdir` says an entry is, when it says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryType {
+    /// `DT_REG`.
+    File,
+    /// `DT_DIR`.
+    Dir,
+}
+
+/// The entries of a directory (without `.` and `..`), in `readdir` order, each with
+/// its type when the file system gives it (`None`: ask `stat`).
+pub fn read_dir(path: &[u8]) -> Result<Vec<(Vec<u8>, Option<EntryType>)>> {
+    let c = c_path(path)?;
+    // SAFETY: `c` is NUL-terminated.
+    let dir = unsafe { libc::opendir(c.as_ptr().cast()) };
+    if dir.is_null() {
+        return Err(Errno::last());
+    }
+    let mut entries = Vec::new();
+    loop {
+        // SAFETY: `dir` is an open directory stream, used by this thread only.
+        let entry = unsafe { libc::readdir(dir) };
+        if entry.is_null() {
+            break;
+        }
+        // SAFETY: `readdir` returned a valid entry, alive until the next call on
+        // `dir`; `d_name` is NUL-terminated within it.
+        let (name, d_type) = unsafe {
+            let name = core::ffi::CStr::from_ptr((*entry).d_name.as_ptr().cast::<c_char>());
+            (name.to_bytes(), (*entry).d_type)
+        };
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let kind = match d_type {
+            libc::DT_REG => Some(EntryType::File),
+            libc::DT_DIR => Some(EntryType::Dir),
+            _ => None,
+        };
+        entries.push((name.to_vec(), kind));
+    }
+    // SAFETY: `dir` came from `opendir` and is closed once.
+    unsafe { libc::closedir(dir) };
+    Ok(entries)
+}
+
+/// Can the directory be opened (kmod opens it before it writes there)?
+pub fn open_dir(path: &[u8]) -> Result<()> {
+    let c = c_path(path)?;
+    // SAFETY: `c` is NUL-terminated.
+    let dir = unsafe { libc::opendir(c.as_ptr().cast()) };
+    if dir.is_null() {
+        return Err(Errno::last());
+    }
+    // SAFETY: `dir` came from `opendir` and is closed once.
+    unsafe { libc::closedir(dir) };
+    Ok(())
+}
+
+/// `fsync` on a directory, so that renames in it are durable. Best effort.
+pub fn sync_dir(path: &[u8]) {
+    if let Ok(d) = File::open_with(path, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
+        let _ = d.sync_all();
+    }
+}
+
+/// `rename(2)`.
+pub fn rename(from: &[u8], to: &[u8]) -> Result<()> {
+    let (a, b) = (c_path(from)?, c_path(to)?);
+    // SAFETY: both paths are NUL-terminated.
+    if unsafe { libc::rename(a.as_ptr().cast(), b.as_ptr().cast()) } != 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
+/// `unlink(2)`.
+pub fn remove_file(path: &[u8]) -> Result<()> {
+    let c = c_path(path)?;
+    // SAFETY: `c` is NUL-terminated.
+    if unsafe { libc::unlink(c.as_ptr().cast()) } != 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
+fn mkdir(path: &[u8], mode: libc::mode_t) -> Result<()> {
+    let c = c_path(path)?;
+    // SAFETY: `c` is NUL-terminated.
+    if unsafe { libc::mkdir(c.as_ptr().cast(), mode) } != 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
+/// `mkdir -p` (umask applies), without recursion: climbs to the first ancestor that
+/// exists or can be made, then creates the rest downwards.
+pub fn create_dir_all(path: &[u8], mode: libc::mode_t) -> Result<()> {
+    let is_dir = |p: &[u8]| metadata(p).is_ok_and(|m| m.is_dir());
+    let trim = |mut end: usize| {
+        while end > 1 && path.get(end - 1) == Some(&b'/') {
+            end -= 1;
+        }
+        end
+    };
+    let mut end = trim(path.len());
+    let mut missing = Vec::new();
+    loop {
+        let here = path.get(..end).unwrap_or(path);
+        if here.is_empty() {
+            return Ok(());
+        }
+        match mkdir(here, mode) {
+            Ok(()) => break,
+            Err(Errno(libc::ENOENT)) => {
+                missing.push(end);
+                match here.iter().rposition(|&b| b == b'/') {
+                    Some(0) | None => return Err(Errno(libc::ENOENT)),
+                    Some(slash) => end = trim(slash),
+                }
+            }
+            Err(_) if is_dir(here) => break,
+            Err(e) => return Err(e),
+        }
+    }
+    for &end in missing.iter().rev() {
+        let here = path.get(..end).unwrap_or(path);
+        match mkdir(here, mode) {
+            Ok(()) => {}
+            Err(_) if is_dir(here) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes all of `bytes` to standard output (unbuffered: callers hand whole lines
+/// or whole files).
+pub fn write_stdout(bytes: &[u8]) -> Result<()> {
+    write_all_fd(libc::STDOUT_FILENO, bytes)
+}
+
+/// Writes all of `bytes` to standard error.
+pub fn write_stderr(bytes: &[u8]) -> Result<()> {
+    write_all_fd(libc::STDERR_FILENO, bytes)
+}
+
+/// An environment variable's value.
+pub fn env_var(name: &core::ffi::CStr) -> Option<Vec<u8>> {
+    // SAFETY: `name` is NUL-terminated; nothing in depmod changes the environment,
+    // so the returned string stays valid while we copy it.
+    let v = unsafe { libc::getenv(name.as_ptr()) };
+    if v.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null `getenv` result is a NUL-terminated string.
+    Some(unsafe { core::ffi::CStr::from_ptr(v) }.to_bytes().to_vec())
+}
+
+/// `getcwd(3)`, growing the buffer as needed.
+pub fn current_dir() -> Result<Vec<u8>> {
+    let mut buf: Vec<u8> = Vec::with_capacity(512);
+    loop {
+        // SAFETY: `buf` has `capacity` writable bytes.
+        let p = unsafe { libc::getcwd(buf.as_mut_ptr().cast::<c_char>(), buf.capacity()) };
+        if !p.is_null() {
+            // SAFETY: `getcwd` wrote a NUL-terminated path into `buf`.
+            let len = unsafe { core::ffi::CStr::from_ptr(p) }.to_bytes().len();
+            // SAFETY: the first `len` bytes are initialised (the path).
+            unsafe { buf.set_len(len) };
+            return Ok(buf);
+        }
+        let e = Errno::last();
+        if e.0 != libc::ERANGE {
+            return Err(e);
+        }
+        let more = buf.capacity();
+        buf.reserve(more);
+    }
+}
+
+/// Wall-clock time: (seconds, microseconds) since the epoch.
+pub fn now() -> (u64, u32) {
+    let mut ts = MaybeUninit::<libc::timespec>::uninit();
+    // SAFETY: `ts` is writable storage for one `timespec`.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, ts.as_mut_ptr()) } != 0 {
+        return (0, 0);
+    }
+    // SAFETY: `clock_gettime` succeeded, so it filled `ts` in.
+    let ts = unsafe { ts.assume_init() };
+    (ts.tv_sec as u64, (ts.tv_nsec / 1000) as u32)
+}
+
+/// The process id.
+pub fn pid() -> u32 {
+    // SAFETY: `getpid` cannot fail.
+    unsafe { libc::getpid() as u32 }
+}
+
+/// The kernel's release string (`uname -r`).
+pub fn uname_release() -> Result<Vec<u8>> {
+    let mut u = MaybeUninit::<libc::utsname>::zeroed();
+    // SAFETY: `u` is writable storage for one `utsname`.
+    if unsafe { libc::uname(u.as_mut_ptr()) } != 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: zeroed `utsname` is valid, and `uname` succeeded.
+    let u = unsafe { u.assume_init() };
+    Ok(u.release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect())
+}
+
+/// How many CPUs this process may run on (its affinity mask), as std's
+/// `available_parallelism` counts them; at least 1.
+pub fn parallelism() -> usize {
+    let mut set = MaybeUninit::<libc::cpu_set_t>::zeroed();
+    // SAFETY: `set` is writable storage of the size passed.
+    let r = unsafe {
+        libc::sched_getaffinity(0, core::mem::size_of::<libc::cpu_set_t>(), set.as_mut_ptr())
+    };
+    if r == 0 {
+        // SAFETY: zeroed is a valid `cpu_set_t`, and the call filled it in;
+        // `CPU_COUNT` only reads the set.
+        let n = unsafe { libc::CPU_COUNT(set.assume_init_ref()) };
+        if n > 0 {
+            return n as usize;
+        }
+    }
+    // SAFETY: `sysconf` has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n > 0 {
+        n as usize
+    } else {
+        1
+    }
+}
+
+/// Stack of each worker thread: what std gives its threads.
+const WORKER_STACK: usize = 2 << 20;
+
+/// Runs `work` on `n` threads at once (the calling thread is one of them) and
+/// returns what each returned, the caller's first. `work` must take its jobs from
+/// shared state (an atomic counter): when a thread cannot be started, the others,
+/// the caller at least, do its share, so every job is done whatever happens.
+pub fn run_workers<T: Send, F: Fn() -> T + Sync>(n: usize, work: &F) -> Vec<T> {
+    struct Job<'a, T, F> {
+        work: &'a F,
+        out: Option<T>,
+    }
+    extern "C" fn start<T, F: Fn() -> T>(arg: *mut c_void) -> *mut c_void {
+        // SAFETY: `arg` is the `Job` handed to `pthread_create` below; it outlives
+        // this thread (joined before `jobs` is touched again) and no one else
+        // accesses it meanwhile.
+        let job = unsafe { &mut *arg.cast::<Job<'_, T, F>>() };
+        job.out = Some((job.work)());
+        core::ptr::null_mut()
+    }
+    let mut jobs: Vec<Job<'_, T, F>> = (1..n.max(1)).map(|_| Job { work, out: None }).collect();
+    let mut started = Vec::with_capacity(jobs.len());
+    for job in jobs.iter_mut() {
+        let mut attr = MaybeUninit::<libc::pthread_attr_t>::uninit();
+        let mut tid = MaybeUninit::<libc::pthread_t>::uninit();
+        // SAFETY: `attr` is initialised by `pthread_attr_init` before use and
+        // destroyed after; `job` stays at its address (the Vec is not resized)
+        // until the thread is joined; `start` matches the job's types.
+        let ok = unsafe {
+            if libc::pthread_attr_init(attr.as_mut_ptr()) != 0 {
+                false
+            } else {
+                libc::pthread_attr_setstacksize(attr.as_mut_ptr(), WORKER_STACK);
+                let r = libc::pthread_create(
+                    tid.as_mut_ptr(),
+                    attr.as_ptr(),
+                    start::<T, F>,
+                    (job as *mut Job<'_, T, F>).cast::<c_void>(),
+                );
+                libc::pthread_attr_destroy(attr.as_mut_ptr());
+                r == 0
+            }
+        };
+        if ok {
+            // SAFETY: `pthread_create` succeeded, so it stored the thread id.
+            started.push(unsafe { tid.assume_init() });
+        }
+    }
+    let mine = work();
+    for tid in started {
+        // SAFETY: `tid` is a started, not yet joined thread.
+        unsafe { libc::pthread_join(tid, core::ptr::null_mut()) };
+    }
+    let mut out = Vec::with_capacity(n);
+    out.push(mine);
+    out.extend(jobs.into_iter().filter_map(|j| j.out));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn workers_share_the_jobs_and_return_their_results() {
+        let next = AtomicUsize::new(0);
+        let results = run_workers(4, &|| {
+            let mut mine = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= 1000 {
+                    return mine;
+                }
+                mine.push(i);
+            }
+        });
+        assert_eq!(results.len(), 4);
+        let mut all: Vec<usize> = results.into_iter().flatten().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..1000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn create_dir_all_makes_every_level_and_accepts_existing_ones() {
+        let base = std::env::temp_dir().join(std::format!("depmod-sys-{}", pid()));
+        let base = base.to_str().unwrap().as_bytes().to_vec();
+        let mut deep = base.clone();
+        deep.extend_from_slice(b"/a/b//c/");
+        create_dir_all(&deep, 0o755).unwrap();
+        assert!(metadata(&deep).unwrap().is_dir());
+        create_dir_all(&deep, 0o755).unwrap();
+        let mut file = base.clone();
+        file.extend_from_slice(b"/a/f");
+        File::create_new(&file, 0o644)
+            .unwrap()
+            .write_all(b"x")
+            .unwrap();
+        assert_eq!(read(&file).unwrap(), b"x");
+        let mut under_file = file.clone();
+        under_file.extend_from_slice(b"/g");
+        assert_eq!(
+            create_dir_all(&under_file, 0o755),
+            Err(Errno(libc::ENOTDIR))
+        );
+        std::fs::remove_dir_all(std::str::from_utf8(&base).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn read_dir_lists_entries_without_dot_entries() {
+        let mut names: Vec<Vec<u8>> = read_dir(b"/").unwrap().into_iter().map(|e| e.0).collect();
+        names.sort();
+        assert!(names.iter().any(|n| n == b"proc"));
+        assert!(!names.iter().any(|n| n == b"." || n == b".."));
+        assert_eq!(
+            read_dir(b"/nonexistent-depmod-dir").err(),
+            Some(Errno(libc::ENOENT))
+        );
+    }
+}
