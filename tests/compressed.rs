@@ -215,3 +215,138 @@ fn bad_compressed_modules_are_named_and_skipped() {
     assert_eq!(read("modules.symbols"), good_symbols);
     let _ = fs::remove_dir_all(&root);
 }
+
+/// Runs `gzip -dc` on `data`: what it writes, or `None` when it rejects the input.
+fn gunzip(data: &[u8]) -> Option<Vec<u8>> {
+    let path = debian::target_dir()
+        .join("scratch")
+        .join(debian::unique_name("gz-member"));
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, data).unwrap();
+    let out = Command::new("gzip").arg("-dc").arg(&path).output().unwrap();
+    fs::remove_file(&path).unwrap();
+    out.status.success().then_some(out.stdout)
+}
+
+/// The gzip member header is read by our code (the inflate state is reused in raw
+/// mode, see src/decompress/gz.rs): every optional field, a header CRC, and damaged
+/// headers and trailers, each judged as GNU gzip judges it; and one set of decoders
+/// reused across all of them, errors included, gives what fresh ones give.
+#[test]
+fn gzip_member_headers_and_trailers_match_gnu_gzip() {
+    use depmod::decompress::{decompress, Decoders, Error, Format};
+    let payload: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| (i.wrapping_mul(2_654_435_761) >> (i % 13)).to_le_bytes())
+        .collect();
+    // A member from gzip itself (with the file name), then its parts.
+    let src = debian::target_dir()
+        .join("scratch")
+        .join(debian::unique_name("payload"));
+    fs::create_dir_all(src.parent().unwrap()).unwrap();
+    fs::write(&src, &payload).unwrap();
+    let named = Command::new("gzip").arg("-c").arg(&src).output().unwrap();
+    fs::remove_file(&src).unwrap();
+    assert!(named.status.success());
+    let named = named.stdout;
+    assert_eq!(named[3] & 0x08, 0x08, "gzip -c stores the name");
+    let name_end = 10 + named[10..].iter().position(|&b| b == 0).unwrap() + 1;
+    let deflate_and_trailer = &named[name_end..];
+    let crc16 = |h: &[u8]| {
+        let mut c = zlib_crc32(h);
+        c &= 0xFFFF;
+        (c as u16).to_le_bytes()
+    };
+    let member = |flags: u8, fields: &[u8], with_hcrc: bool| {
+        let mut m = vec![0x1F, 0x8B, 8, flags | if with_hcrc { 0x02 } else { 0 }];
+        m.extend_from_slice(&[0, 0, 0, 0, 0, 3]);
+        m.extend_from_slice(fields);
+        if with_hcrc {
+            let c = crc16(&m);
+            m.extend_from_slice(&c);
+        }
+        m.extend_from_slice(deflate_and_trailer);
+        m
+    };
+    let mut extra = vec![6, 0];
+    extra.extend_from_slice(b"AB\x02\x00xy");
+    let mut all_fields = extra.clone();
+    all_fields.extend_from_slice(b"name.ko\0a comment\0");
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        ("named", named.clone()),
+        ("plain", member(0, &[], false)),
+        ("extra", member(0x04, &extra, false)),
+        (
+            "all fields + header CRC",
+            member(0x04 | 0x08 | 0x10, &all_fields, true),
+        ),
+        ("header CRC only", member(0, &[], true)),
+    ];
+    let mut bad_hcrc = member(0, &[], true);
+    bad_hcrc[10] ^= 1;
+    cases.push(("wrong header CRC", bad_hcrc));
+    let mut reserved = member(0, &[], false);
+    reserved[3] |= 0x20;
+    cases.push(("reserved flag", reserved));
+    let mut method = member(0, &[], false);
+    method[2] = 7;
+    cases.push(("method 7", method));
+    let mut crc = named.clone();
+    let n = crc.len();
+    crc[n - 8] ^= 0x40;
+    cases.push(("wrong data CRC", crc));
+    let mut len = named.clone();
+    len[n - 3] ^= 0x01;
+    cases.push(("wrong length", len));
+    for cut in [5, 10, 12, name_end - 1, n - 6, n - 1] {
+        cases.push(("truncated", named[..cut].to_vec()));
+    }
+    let mut shared = Decoders::default();
+    for (what, data) in &cases {
+        let expected = gunzip(data);
+        let mut fresh_out = Vec::new();
+        let fresh = decompress(Format::Gzip, data, &mut fresh_out, 1 << 30);
+        let mut reused_out = Vec::new();
+        let reused = shared.decompress(Format::Gzip, data, &mut reused_out, 1 << 30);
+        assert_eq!(fresh, reused, "{what}: fresh and reused decoders disagree");
+        match (&expected, fresh) {
+            (Some(bytes), Ok(())) => {
+                assert_eq!(&fresh_out, bytes, "{what}");
+                assert_eq!(&reused_out, bytes, "{what}");
+            }
+            (None, Err(Error::Corrupt(_) | Error::Truncated(_))) => {}
+            (e, r) => panic!(
+                "{what}: gzip says {:?}, ours {r:?}",
+                e.as_ref().map(Vec::len)
+            ),
+        }
+        if what == &"truncated" {
+            assert_eq!(fresh, Err(Error::Truncated(Format::Gzip)), "{what}");
+        }
+    }
+    // Output limits: over by one fails, exact fits, and the decoder is still good.
+    let mut out = Vec::new();
+    assert_eq!(
+        shared.decompress(Format::Gzip, &named, &mut out, payload.len() - 1),
+        Err(Error::TooLarge(Format::Gzip))
+    );
+    shared
+        .decompress(Format::Gzip, &named, &mut out, payload.len())
+        .unwrap();
+    assert_eq!(out, payload);
+}
+
+/// CRC-32 (IEEE), bitwise: the test's own, independent of the decoder's.
+fn zlib_crc32(data: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in data {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}

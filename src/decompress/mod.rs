@@ -102,33 +102,59 @@ fn room(
     Ok(spare.get_mut(..n).unwrap_or_default())
 }
 
-/// Decompresses `input` of format `format` into `out` (cleared first), refusing to
-/// produce more than `limit` bytes.
+/// The decoders of one worker, each created on first use and reused for every
+/// later module (reset in between), so that their state and windows are allocated
+/// once per worker rather than once per module.
+#[derive(Default)]
+pub struct Decoders {
+    #[cfg(feature = "gz")]
+    gz: Option<zlib_rs::Inflate>,
+    #[cfg(any(feature = "xz", feature = "xz-prebuilt"))]
+    xz: Option<xz::Stream>,
+    #[cfg(feature = "zst")]
+    zst: Option<zst::Ctx>,
+}
+
+impl Decoders {
+    /// Decompresses `input` of format `format` into `out` (cleared first), refusing
+    /// to produce more than `limit` bytes.
+    pub fn decompress(
+        &mut self,
+        format: Format,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> Result<(), Error> {
+        out.clear();
+        match format {
+            Format::Plain => {
+                if input.len() > limit {
+                    return Err(Error::TooLarge(format));
+                }
+                out.extend_from_slice(input);
+                Ok(())
+            }
+            #[cfg(feature = "gz")]
+            Format::Gzip => gz::decode(&mut self.gz, input, out, limit),
+            #[cfg(any(feature = "xz", feature = "xz-prebuilt"))]
+            Format::Xz => xz::decode(&mut self.xz, input, out, limit),
+            #[cfg(feature = "zst")]
+            Format::Zstd => zst::decode(&mut self.zst, input, out, limit),
+            #[allow(unreachable_patterns)]
+            other => {
+                let _ = limit;
+                Err(Error::Unsupported(other))
+            }
+        }
+    }
+}
+
+/// [`Decoders::decompress`] with fresh decoders, for one-off use.
 pub fn decompress(
     format: Format,
     input: &[u8],
     out: &mut Vec<u8>,
     limit: usize,
 ) -> Result<(), Error> {
-    out.clear();
-    match format {
-        Format::Plain => {
-            if input.len() > limit {
-                return Err(Error::TooLarge(format));
-            }
-            out.extend_from_slice(input);
-            Ok(())
-        }
-        #[cfg(feature = "gz")]
-        Format::Gzip => gz::decode(input, out, limit),
-        #[cfg(any(feature = "xz", feature = "xz-prebuilt"))]
-        Format::Xz => xz::decode(input, out, limit),
-        #[cfg(feature = "zst")]
-        Format::Zstd => zst::decode(input, out, limit),
-        #[allow(unreachable_patterns)]
-        other => {
-            let _ = limit;
-            Err(Error::Unsupported(other))
-        }
-    }
+    Decoders::default().decompress(format, input, out, limit)
 }

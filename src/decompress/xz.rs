@@ -55,8 +55,12 @@ extern "C" {
     fn lzma_end(strm: *mut LzmaStream);
 }
 
-/// Frees the decoder on every exit path.
-struct Stream(LzmaStream);
+/// A decoder, reused for every module of a worker: initialising an initialised
+/// stream again keeps its allocations (liblzma's documented way to reuse one), the
+/// 1 MiB dictionary of kbuild's files among them. Allocating them per module cost
+/// two or three `mmap`s and `munmap`s per module with musl's allocator, and the
+/// page faults of a fresh dictionary each time.
+pub struct Stream(LzmaStream);
 
 impl Drop for Stream {
     fn drop(&mut self) {
@@ -66,11 +70,19 @@ impl Drop for Stream {
     }
 }
 
-pub fn decode(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Error> {
+/// Decodes `input` (concatenated xz streams) into `out`, reusing `state` (created on
+/// first use).
+pub fn decode(
+    state: &mut Option<Stream>,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), Error> {
     // SAFETY: `LzmaStream` is a plain C struct (pointers, integers); all-zero is
     // LZMA_STREAM_INIT.
-    let mut s = Stream(unsafe { core::mem::zeroed() });
-    // SAFETY: `s.0` is a valid, initialised-to-zero stream.
+    let s = state.get_or_insert_with(|| Stream(unsafe { core::mem::zeroed() }));
+    // SAFETY: `s.0` is all zero or a stream liblzma initialised before, which
+    // `lzma_stream_decoder` accepts (and reuses).
     let rc = unsafe { lzma_stream_decoder(&mut s.0, u64::MAX, LZMA_CONCATENATED) };
     if rc != LZMA_OK {
         return Err(Error::Corrupt(F));

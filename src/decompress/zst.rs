@@ -10,8 +10,10 @@ use super::{Error, Format};
 
 const F: Format = Format::Zstd;
 
-/// Frees the context on every exit path.
-struct Ctx(*mut zstd_sys::ZSTD_DCtx);
+/// A decompression context, reused for every module of a worker (reset first, so
+/// that nothing of a failed frame carries over): its window buffers are allocated
+/// once, not per module.
+pub struct Ctx(*mut zstd_sys::ZSTD_DCtx);
 
 impl Drop for Ctx {
     fn drop(&mut self) {
@@ -20,12 +22,35 @@ impl Drop for Ctx {
     }
 }
 
-pub fn decode(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), Error> {
-    // SAFETY: plain constructor; null on allocation failure, checked below.
-    let ctx = Ctx(unsafe { zstd_sys::ZSTD_createDCtx() });
-    if ctx.0.is_null() {
-        return Err(Error::TooLarge(F));
-    }
+/// Decodes `input` (concatenated zstd frames) into `out`, reusing `state` (created on
+/// first use).
+pub fn decode(
+    state: &mut Option<Ctx>,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), Error> {
+    let ctx = match state {
+        Some(c) => {
+            // SAFETY: `c.0` is a live context; a session reset keeps its parameters
+            // and buffers and forgets any frame in progress.
+            unsafe {
+                zstd_sys::ZSTD_DCtx_reset(
+                    c.0,
+                    zstd_sys::ZSTD_ResetDirective::ZSTD_reset_session_only,
+                )
+            };
+            c
+        }
+        None => {
+            // SAFETY: plain constructor; null on allocation failure, checked below.
+            let c = Ctx(unsafe { zstd_sys::ZSTD_createDCtx() });
+            if c.0.is_null() {
+                return Err(Error::TooLarge(F));
+            }
+            state.insert(c)
+        }
+    };
     // SAFETY: reads the frame header within `input`'s bounds.
     let declared =
         unsafe { zstd_sys::ZSTD_getFrameContentSize(input.as_ptr().cast(), input.len()) };

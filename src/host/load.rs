@@ -35,7 +35,12 @@ fn read_file(file: &File, len: u64, buf: &mut Vec<u8>) -> Result<(), LoadError> 
 
 /// Loads one module: reads it (decompressing by magic), scans it, keeps what the
 /// outputs need.
-fn load_one(path: &[u8], file_buf: &mut Vec<u8>, unpacked: &mut Vec<u8>) -> ModuleData {
+fn load_one(
+    path: &[u8],
+    file_buf: &mut Vec<u8>,
+    unpacked: &mut Vec<u8>,
+    decoders: &mut decompress::Decoders,
+) -> ModuleData {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) => return ModuleData::failed(errno_of(e)),
@@ -56,7 +61,7 @@ fn load_one(path: &[u8], file_buf: &mut Vec<u8>, unpacked: &mut Vec<u8>) -> Modu
     match decompress::detect(file_buf) {
         None => ModuleData::failed(LoadError::Malformed),
         Some(Format::Plain) => ModuleData::from_image(file_buf),
-        Some(format) => match decompress::decompress(format, file_buf, unpacked, MAX_MODULE_SIZE) {
+        Some(format) => match decoders.decompress(format, file_buf, unpacked, MAX_MODULE_SIZE) {
             Ok(()) => ModuleData::from_image(unpacked),
             Err(e) => ModuleData::failed(LoadError::Decompress(e)),
         },
@@ -73,11 +78,15 @@ pub fn load_all(paths: &[&[u8]]) -> Vec<ModuleData> {
     let done = sys::run_workers(workers, &|| {
         let mut file_buf = Vec::new();
         let mut unpacked = Vec::new();
+        let mut decoders = decompress::Decoders::default();
         let mut local = Vec::new();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(&path) = paths.get(i) else { break };
-            local.push((i, load_one(path, &mut file_buf, &mut unpacked)));
+            local.push((
+                i,
+                load_one(path, &mut file_buf, &mut unpacked, &mut decoders),
+            ));
         }
         local
     });
