@@ -8,6 +8,9 @@
 //! `depmod -b ROOT -e -F ROOT/boot/System.map-KVER KVER`. It fails unless both
 //! write the same set of files, byte for byte, and print the same stdout, stderr and
 //! exit status. Both get an empty `-C` directory, so the host's depmod.d is not read.
+//!
+//! `--ours PATH` runs that binary instead of the release build (`cargo xtask test`
+//! gives it the static dist binary, which is what a cross build would run).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -71,6 +74,18 @@ const TARGETS: &[Target] = &[
 ];
 
 pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
+    let mut ours = None;
+    let mut names = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--ours" {
+            let p = it.next().ok_or("--ours needs a path")?;
+            ours = Some(PathBuf::from(p));
+        } else {
+            names.push(a.clone());
+        }
+    }
+    let args = names;
     let targets: Vec<&Target> = if args.is_empty() {
         TARGETS.iter().collect()
     } else {
@@ -83,13 +98,18 @@ pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
             })
             .collect::<Result<_, _>>()?
     };
-    crate::run(
-        Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-            .args(["build", "--release", "--bin", "depmod"])
-            .current_dir(root),
-    )?;
+    let ours = match ours {
+        Some(p) => p,
+        None => {
+            crate::run(
+                Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+                    .args(["build", "--release", "--bin", "depmod"])
+                    .current_dir(root),
+            )?;
+            root.join("target/release/depmod")
+        }
+    };
     crate::oracle::run(root)?;
-    let ours = root.join("target/release/depmod");
     let kmod = root.join("target/oracle/depmod-34.2");
     let config = root.join("target/cross/empty-depmod.d");
     fs::create_dir_all(&config).map_err(|e| e.to_string())?;

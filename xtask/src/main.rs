@@ -11,7 +11,7 @@
 //! - `dist [--tiny]`: static musl binaries for x86_64, aarch64, armv7 (`dist.rs`).
 //! - `image ARCH` / `qemu ARCH`: an initramfs where our depmod runs, booted under
 //!   QEMU (`image.rs`, `qemu.rs`).
-//! - `cross [ARCH…]`: our depmod against kmod 34.2 over the real Debian trees of
+//! - `cross [--ours PATH] [ARCH…]`: our depmod against kmod 34.2 over the real Debian trees of
 //!   the other architectures (arm64, armhf, i386, ppc64el, s390x, mips64el, mipsel).
 //! - `bench [--runs N]`: ours vs kmod on the real tree, plain and gz/xz/zst (`bench.rs`).
 
