@@ -178,6 +178,36 @@ fn regression_stacked_quantifiers_in_depmod_d_compile_quickly() {
     }
 }
 
+/// Counted repetitions up to `RE_DUP_MAX` (32767), nested or in a row, in depmod.d
+/// version patterns: the NFA is capped (`MAX_NODES`), so each line costs well under
+/// a second (kmod 34.2 on the same lines: more than 60 s for the first, 6.9 s for
+/// the last, 1.5 s for the nested one). The 71-byte fuzz input is the slowest one
+/// the `depmod_d` target's corpus holds.
+#[test]
+fn large_counted_repetitions_in_depmod_d_are_bounded() {
+    let kver = "6.89.1.06B0-564";
+    for pattern in [
+        &b"^a{1,32767}{1,32767}"[..],
+        b"^a{,952}b{,952}c{,952}",
+        b"^(a|b{1,200}){1,200}",
+        b"^((a{1,100}){1,100}){1,100}",
+        b"^a{1,30000}",
+        b"^/e(2|5)\\.9`]|5)\\.[0-]1{,952\\0}.([-9]+)?-",
+    ] {
+        let mut text = b"override m ".to_vec();
+        text.extend_from_slice(pattern);
+        text.extend_from_slice(b" @+\n");
+        let tree = Tree::new(kver);
+        tree.empty_inputs();
+        tree.module("kernel/a.ko", Elf::x86_64().build());
+        common::tree::write_file(&tree.confdir().join("x.conf"), &text);
+        let (err, status, took) = run_ours(&tree, Duration::from_secs(10));
+        let name = String::from_utf8_lossy(pattern);
+        assert_eq!(status, Status::Exit(0), "{name}: after {took:?}: {err}");
+        assert!(took < Duration::from_secs(2), "{name}: took {took:?}");
+    }
+}
+
 /// A directory tree 1000 levels deep (2000-byte paths): walked without recursion,
 /// every module found, as kmod does.
 #[test]
