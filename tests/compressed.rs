@@ -350,3 +350,43 @@ fn zlib_crc32(data: &[u8]) -> u32 {
     }
     !c
 }
+
+/// Regression (the `decompress_zst` fuzz target, once decoders were reused): this
+/// 14-byte damaged frame is refused at once by a new libzstd context ("destination
+/// buffer is too small": corrupt) but decoded by a used one until the input runs out
+/// (truncated), so the message depended on what the worker had read before. A frame
+/// that fails with a used context is now judged again with a new one.
+#[test]
+fn regression_zstd_damaged_frame_is_judged_alike_after_other_frames() {
+    use depmod::decompress::{decompress, Decoders, Format};
+    let damaged: &[u8] = include_bytes!("data/zstd-judged-by-history.zst");
+    let mut out = Vec::new();
+    let fresh = decompress(Format::Zstd, damaged, &mut out, 1 << 20);
+    assert!(fresh.is_err(), "{fresh:?}");
+    let payload: Vec<u8> = (0..50_000u32)
+        .flat_map(|i| (i % 251).to_le_bytes())
+        .collect();
+    let src = debian::target_dir()
+        .join("scratch")
+        .join(debian::unique_name("zstd-payload"));
+    fs::create_dir_all(src.parent().unwrap()).unwrap();
+    fs::write(&src, &payload).unwrap();
+    // Without a content size in the header (as when compressing a pipe), so that
+    // the context decodes through its own window buffers.
+    let good = Command::new("zstd")
+        .args(["-qc", "--no-content-size"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    fs::remove_file(&src).unwrap();
+    assert!(good.status.success());
+    let mut shared = Decoders::default();
+    shared
+        .decompress(Format::Zstd, &good.stdout, &mut out, 1 << 20)
+        .unwrap();
+    assert_eq!(out, payload);
+    assert_eq!(
+        shared.decompress(Format::Zstd, damaged, &mut out, 1 << 20),
+        fresh
+    );
+}

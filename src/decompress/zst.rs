@@ -13,6 +13,12 @@ const F: Format = Format::Zstd;
 /// A decompression context, reused for every module of a worker (reset first, so
 /// that nothing of a failed frame carries over): its window buffers are allocated
 /// once, not per module.
+///
+/// libzstd does not always reject a damaged frame the same way with a used context
+/// as with a new one (the fuzz target found a truncated frame that a new context
+/// refuses at once, "destination buffer is too small", and a used one decodes until
+/// the input runs out): a frame that fails with a used context is decoded again with
+/// a new one, so that the message does not depend on what the worker read before.
 pub struct Ctx(*mut zstd_sys::ZSTD_DCtx);
 
 impl Drop for Ctx {
@@ -25,6 +31,22 @@ impl Drop for Ctx {
 /// Decodes `input` (concatenated zstd frames) into `out`, reusing `state` (created on
 /// first use).
 pub fn decode(
+    state: &mut Option<Ctx>,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), Error> {
+    let reused = state.is_some();
+    match decode_with(state, input, out, limit) {
+        Err(Error::Corrupt(_) | Error::Truncated(_)) if reused => {
+            *state = None;
+            decode_with(state, input, out, limit)
+        }
+        r => r,
+    }
+}
+
+fn decode_with(
     state: &mut Option<Ctx>,
     input: &[u8],
     out: &mut Vec<u8>,
