@@ -351,18 +351,20 @@ fn zlib_crc32(data: &[u8]) -> u32 {
     !c
 }
 
-/// Regression (the `decompress_zst` fuzz target, once decoders were reused): this
-/// 14-byte damaged frame is refused at once by a new libzstd context ("destination
-/// buffer is too small": corrupt) but decoded by a used one until the input runs out
-/// (truncated), so the message depended on what the worker had read before. A frame
-/// that fails with a used context is now judged again with a new one.
+/// Regression (the `decompress_zst` fuzz target, once decoders were reused): these
+/// damaged frames are refused at once by a new libzstd context ("destination buffer
+/// is too small": corrupt) but decoded by a used one until the input runs out
+/// (truncated) or the output reaches the limit (too large), so the message depended
+/// on what the worker had read before. A frame that fails with a used context is
+/// now judged again with a new one.
 #[test]
 fn regression_zstd_damaged_frame_is_judged_alike_after_other_frames() {
     use depmod::decompress::{decompress, Decoders, Format};
-    let damaged: &[u8] = include_bytes!("data/zstd-judged-by-history.zst");
+    let damaged: [&[u8]; 2] = [
+        include_bytes!("data/zstd-judged-by-history.zst"),
+        include_bytes!("data/zstd-judged-by-history-2.zst"),
+    ];
     let mut out = Vec::new();
-    let fresh = decompress(Format::Zstd, damaged, &mut out, 1 << 20);
-    assert!(fresh.is_err(), "{fresh:?}");
     let payload: Vec<u8> = (0..50_000u32)
         .flat_map(|i| (i % 251).to_le_bytes())
         .collect();
@@ -385,8 +387,19 @@ fn regression_zstd_damaged_frame_is_judged_alike_after_other_frames() {
         .decompress(Format::Zstd, &good.stdout, &mut out, 1 << 20)
         .unwrap();
     assert_eq!(out, payload);
-    assert_eq!(
-        shared.decompress(Format::Zstd, damaged, &mut out, 1 << 20),
-        fresh
-    );
+    // And seven small frames with a 1 KiB window, from the fuzzer's corpus.
+    let small: &[u8] = include_bytes!("data/zstd-seven-small-frames.zst");
+    for before in [&good.stdout[..], small] {
+        for frame in damaged {
+            let fresh = decompress(Format::Zstd, frame, &mut out, 1 << 20);
+            assert!(fresh.is_err(), "{fresh:?}");
+            shared
+                .decompress(Format::Zstd, before, &mut out, 1 << 20)
+                .unwrap();
+            assert_eq!(
+                shared.decompress(Format::Zstd, frame, &mut out, 1 << 20),
+                fresh
+            );
+        }
+    }
 }

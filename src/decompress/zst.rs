@@ -15,10 +15,11 @@ const F: Format = Format::Zstd;
 /// once, not per module.
 ///
 /// libzstd does not always reject a damaged frame the same way with a used context
-/// as with a new one (the fuzz target found a truncated frame that a new context
-/// refuses at once, "destination buffer is too small", and a used one decodes until
-/// the input runs out): a frame that fails with a used context is decoded again with
-/// a new one, so that the message does not depend on what the worker read before.
+/// as with a new one (the fuzz target found frames that a new context refuses at
+/// once, "destination buffer is too small", and a used one decodes until the input
+/// runs out, or until the output limit): a frame that fails with a used context is
+/// decoded again with a new one, so that the message does not depend on what the
+/// worker read before.
 pub struct Ctx(*mut zstd_sys::ZSTD_DCtx);
 
 impl Drop for Ctx {
@@ -38,7 +39,7 @@ pub fn decode(
 ) -> Result<(), Error> {
     let reused = state.is_some();
     match decode_with(state, input, out, limit) {
-        Err(Error::Corrupt(_) | Error::Truncated(_)) if reused => {
+        Err(_) if reused => {
             *state = None;
             decode_with(state, input, out, limit)
         }
