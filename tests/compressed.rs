@@ -216,15 +216,21 @@ fn bad_compressed_modules_are_named_and_skipped() {
     let _ = fs::remove_dir_all(&root);
 }
 
-/// Runs `gzip -dc` on `data`: what it writes, or `None` when it rejects the input.
-fn gunzip(data: &[u8]) -> Option<Vec<u8>> {
+/// Runs `tool ARGS… FILE` on `data` written to a scratch file: its output.
+fn run_tool_on(data: &[u8], tool: &str, args: &[&str]) -> std::process::Output {
     let path = debian::target_dir()
         .join("scratch")
-        .join(debian::unique_name("gz-member"));
+        .join(debian::unique_name(tool));
     fs::create_dir_all(path.parent().unwrap()).unwrap();
     fs::write(&path, data).unwrap();
-    let out = Command::new("gzip").arg("-dc").arg(&path).output().unwrap();
+    let out = Command::new(tool).args(args).arg(&path).output().unwrap();
     fs::remove_file(&path).unwrap();
+    out
+}
+
+/// Runs `gzip -dc` on `data`: what it writes, or `None` when it rejects the input.
+fn gunzip(data: &[u8]) -> Option<Vec<u8>> {
+    let out = run_tool_on(data, "gzip", &["-dc"]);
     out.status.success().then_some(out.stdout)
 }
 
@@ -239,13 +245,7 @@ fn gzip_member_headers_and_trailers_match_gnu_gzip() {
         .flat_map(|i| (i.wrapping_mul(2_654_435_761) >> (i % 13)).to_le_bytes())
         .collect();
     // A member from gzip itself (with the file name), then its parts.
-    let src = debian::target_dir()
-        .join("scratch")
-        .join(debian::unique_name("payload"));
-    fs::create_dir_all(src.parent().unwrap()).unwrap();
-    fs::write(&src, &payload).unwrap();
-    let named = Command::new("gzip").arg("-c").arg(&src).output().unwrap();
-    fs::remove_file(&src).unwrap();
+    let named = run_tool_on(&payload, "gzip", &["-c"]);
     assert!(named.status.success());
     let named = named.stdout;
     assert_eq!(named[3] & 0x08, 0x08, "gzip -c stores the name");
@@ -368,19 +368,9 @@ fn regression_zstd_damaged_frame_is_judged_alike_after_other_frames() {
     let payload: Vec<u8> = (0..50_000u32)
         .flat_map(|i| (i % 251).to_le_bytes())
         .collect();
-    let src = debian::target_dir()
-        .join("scratch")
-        .join(debian::unique_name("zstd-payload"));
-    fs::create_dir_all(src.parent().unwrap()).unwrap();
-    fs::write(&src, &payload).unwrap();
     // Without a content size in the header (as when compressing a pipe), so that
     // the context decodes through its own window buffers.
-    let good = Command::new("zstd")
-        .args(["-qc", "--no-content-size"])
-        .arg(&src)
-        .output()
-        .unwrap();
-    fs::remove_file(&src).unwrap();
+    let good = run_tool_on(&payload, "zstd", &["-qc", "--no-content-size"]);
     assert!(good.status.success());
     let mut shared = Decoders::default();
     shared

@@ -30,6 +30,14 @@ const FNAME: u8 = 0x08;
 const FCOMMENT: u8 = 0x10;
 const FRESERVED: u8 = 0xE0;
 
+/// The little-endian 16-bit field at `at`; `Truncated` when the input ends first.
+fn le16(input: &[u8], at: usize) -> Result<u16, Error> {
+    match input.get(at..at.saturating_add(2)) {
+        Some(&[lo, hi]) => Ok(u16::from_le_bytes([lo, hi])),
+        _ => Err(Error::Truncated(F)),
+    }
+}
+
 /// Length of the gzip member header at the start of `input`: `Truncated` when the
 /// input ends inside it, `Corrupt` for what zlib rejects (magic, method other than
 /// deflate, reserved flags, a header CRC that does not match).
@@ -43,10 +51,7 @@ fn header_len(input: &[u8]) -> Result<usize, Error> {
     }
     let mut at = 10usize;
     if flags & FEXTRA != 0 {
-        let &[lo, hi] = input.get(at..at + 2).ok_or(Error::Truncated(F))? else {
-            return Err(Error::Truncated(F));
-        };
-        at += 2 + usize::from(u16::from_le_bytes([lo, hi]));
+        at += 2 + usize::from(le16(input, at)?);
     }
     for flag in [FNAME, FCOMMENT] {
         if flags & flag != 0 {
@@ -60,10 +65,7 @@ fn header_len(input: &[u8]) -> Result<usize, Error> {
     }
     if flags & FHCRC != 0 {
         let head = input.get(..at).ok_or(Error::Truncated(F))?;
-        let &[lo, hi] = input.get(at..at + 2).ok_or(Error::Truncated(F))? else {
-            return Err(Error::Truncated(F));
-        };
-        if zlib_rs::crc32::crc32(0, head) & 0xFFFF != u32::from(u16::from_le_bytes([lo, hi])) {
+        if zlib_rs::crc32::crc32(0, head) & 0xFFFF != u32::from(le16(input, at)?) {
             return Err(Error::Corrupt(F));
         }
         at += 2;

@@ -237,24 +237,41 @@ pub enum EntryType {
     Dir,
 }
 
+/// An open directory stream, closed on drop.
+struct Dir(*mut libc::DIR);
+
+impl Dir {
+    fn open(path: &[u8]) -> Result<Dir> {
+        let c = c_path(path)?;
+        // SAFETY: `c` is NUL-terminated.
+        let dir = unsafe { libc::opendir(c.as_ptr().cast()) };
+        if dir.is_null() {
+            return Err(Errno::last());
+        }
+        Ok(Dir(dir))
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        // SAFETY: the stream came from `opendir` and is closed once, here.
+        unsafe { libc::closedir(self.0) };
+    }
+}
+
 /// The entries of a directory (without `.` and `..`), in `readdir` order, each with
 /// its type when the file system gives it (`None`: ask `stat`).
 pub fn read_dir(path: &[u8]) -> Result<Vec<(Vec<u8>, Option<EntryType>)>> {
-    let c = c_path(path)?;
-    // SAFETY: `c` is NUL-terminated.
-    let dir = unsafe { libc::opendir(c.as_ptr().cast()) };
-    if dir.is_null() {
-        return Err(Errno::last());
-    }
+    let dir = Dir::open(path)?;
     let mut entries = Vec::new();
     loop {
-        // SAFETY: `dir` is an open directory stream, used by this thread only.
-        let entry = unsafe { libc::readdir(dir) };
+        // SAFETY: `dir.0` is an open directory stream, used by this thread only.
+        let entry = unsafe { libc::readdir(dir.0) };
         if entry.is_null() {
             break;
         }
         // SAFETY: `readdir` returned a valid entry, alive until the next call on
-        // `dir`; `d_name` is NUL-terminated within it.
+        // the stream; `d_name` is NUL-terminated within it.
         let (name, d_type) = unsafe {
             let name = core::ffi::CStr::from_ptr((*entry).d_name.as_ptr().cast::<c_char>());
             (name.to_bytes(), (*entry).d_type)
@@ -269,22 +286,12 @@ pub fn read_dir(path: &[u8]) -> Result<Vec<(Vec<u8>, Option<EntryType>)>> {
         };
         entries.push((name.to_vec(), kind));
     }
-    // SAFETY: `dir` came from `opendir` and is closed once.
-    unsafe { libc::closedir(dir) };
     Ok(entries)
 }
 
 /// Can the directory be opened (kmod opens it before it writes there)?
 pub fn open_dir(path: &[u8]) -> Result<()> {
-    let c = c_path(path)?;
-    // SAFETY: `c` is NUL-terminated.
-    let dir = unsafe { libc::opendir(c.as_ptr().cast()) };
-    if dir.is_null() {
-        return Err(Errno::last());
-    }
-    // SAFETY: `dir` came from `opendir` and is closed once.
-    unsafe { libc::closedir(dir) };
-    Ok(())
+    Dir::open(path).map(drop)
 }
 
 /// `fsync` on a directory, so that renames in it are durable. Best effort.
