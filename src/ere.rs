@@ -31,11 +31,11 @@
 //! byte; the contexts after a consumed byte come from the transition table). That makes
 //! even glibc's odd answers come out the same: `^` matches right after a newline the
 //! pattern consumed (`.^` matches `"a\n"`), and an anchor followed by a copied subtree
-//! loses its constraint (`(a$){2}` matches `"aa"`, `(a$)(a$)` does not). The epsilon
-//! closures are computed as reachability per strongly connected component after
-//! replaying glibc's copying order, which gives glibc's closures far faster than its
+//! loses its constraint (`(a$){2}` matches `"aa"`, `(a$)(a$)` does not). After
+//! replaying glibc's copying order, the epsilon closures are plain reachability, walked
+//! during matching rather than stored, which gives glibc's closures far faster than its
 //! own repeated set merging (`(\B|$|\b)*x`: 1 s in glibc, milliseconds here). The
-//! simulation is linear in `nodes × text length`. `tests/ere_oracle.rs` compares all
+//! simulation is linear in `(nodes + edges) × text length`. `tests/ere_oracle.rs` compares all
 //! of this with glibc itself; over 1.1 million generated pairs no pattern without a
 //! back-reference gave a different answer or error code.
 //!
@@ -51,7 +51,7 @@
 //! Nothing recurses: parsing, the tree walks (glibc's parent-pointer `preorder` and
 //! `postorder`), the epsilon closures and matching use loops and explicit stacks, so
 //! hostile nesting like `((((…))))` cannot overflow the stack. A pattern whose expansion
-//! exceeds `MAX_NODES` nodes (or whose closures exceed `MAX_CLOSURE`) is refused with
+//! exceeds `MAX_NODES` nodes is refused with
 //! [`Error::Space`], where glibc would try to allocate it.
 
 use alloc::collections::{BTreeMap, BTreeSet};
@@ -62,8 +62,6 @@ use alloc::vec::Vec;
 const RE_DUP_MAX: u32 = 0x7fff;
 /// Largest parse tree, and largest NFA (with constraint copies), we build.
 const MAX_NODES: usize = 200_000;
-/// Largest total size of the epsilon closures (one per strongly connected component).
-const MAX_CLOSURE: usize = 16_000_000;
 /// Largest number of distinct search states explored for a pattern with back-references.
 const MAX_BACKREF_STATES: usize = 1 << 20;
 /// glibc's `BRACKET_NAME_BUF_SIZE`: `[:name:]` and friends hold at most 31 bytes.
@@ -1289,10 +1287,6 @@ struct Nfa {
     nodes: Vec<NNode>,
     /// Where writes to a missing node go (never happens; see `DEAD_NNODE`).
     sink: NNode,
-    /// Each node's epsilon closure, as an index into `closures` (one per strongly
-    /// connected component of the epsilon graph).
-    closure_of: Vec<u32>,
-    closures: Vec<Vec<u32>>,
     /// The epsilon closure of the first node (`create_initial_state`).
     init: Vec<u32>,
     /// The newest constraint copy of each `(original, constraint)`: what glibc's
@@ -1367,8 +1361,6 @@ impl Nfa {
 
         let mut nfa = Nfa {
             nodes: Vec::new(),
-            closure_of: Vec::new(),
-            closures: Vec::new(),
             init: Vec::new(),
             copies: BTreeMap::new(),
             sink: DEAD_NNODE.clone(),
@@ -1470,7 +1462,10 @@ impl Nfa {
 
         nfa.calc_eclosure()?;
         let first = tree.n(tree.n(root).first).node_idx;
-        nfa.init = nfa.eclosure(first).to_vec();
+        let mut init = Vec::new();
+        let mut stamp = vec![NIL; nfa.nodes.len()];
+        nfa.add_closure(first, &mut stamp, 0, &mut init, &mut Vec::new());
+        nfa.init = init;
         Ok(nfa)
     }
 
@@ -1614,8 +1609,8 @@ impl Nfa {
     /// entry finds the first destination already copied, and destinations never change
     /// otherwise), and the final closures are plain reachability. So: first replay the
     /// walk's order of first entries (a depth-first search in glibc's order: nodes by
-    /// index, destinations in set order) doing the copies, then compute reachability
-    /// per strongly connected component.
+    /// index, destinations in set order) doing the copies; matching then walks the
+    /// closures as reachability (`add_closure`).
     fn calc_eclosure(&mut self) -> Result<(), Error> {
         // Step 1: the copies, in glibc's order.
         let mut visited: Vec<bool> = Vec::new();
@@ -1662,106 +1657,36 @@ impl Nfa {
             }
             start += 1;
         }
-        self.reachability()
-    }
-
-    /// Epsilon closures as reachability: Tarjan's strongly connected components
-    /// (iterative; components come out successors first), each component's closure the
-    /// union of its members and its successors' closures.
-    fn reachability(&mut self) -> Result<(), Error> {
-        let n = self.nodes.len();
-        let succ = epsilon_successors;
-        let mut index = vec![NIL; n];
-        let mut low = vec![0u32; n];
-        let mut on_stack = vec![false; n];
-        let mut comp = vec![NIL; n];
-        let mut scc_stack: Vec<u32> = Vec::new();
-        let mut call: Vec<(u32, usize)> = Vec::new();
-        let mut next_index = 0u32;
-        let mut closures: Vec<Vec<u32>> = Vec::new();
-        let mut stamp = vec![NIL; n];
-        let mut total = 0usize;
-        for root in 0..n as u32 {
-            if get_u32(&index, root) != NIL {
-                continue;
-            }
-            set_u32(&mut index, root, next_index);
-            set_u32(&mut low, root, next_index);
-            next_index += 1;
-            scc_stack.push(root);
-            set_flag(&mut on_stack, root, true);
-            call.push((root, 0));
-            while let Some(&mut (v, ref mut i)) = call.last_mut() {
-                if let Some(&w) = succ(&self.nodes, v).get(*i) {
-                    *i += 1;
-                    if get_u32(&index, w) == NIL {
-                        set_u32(&mut index, w, next_index);
-                        set_u32(&mut low, w, next_index);
-                        next_index += 1;
-                        scc_stack.push(w);
-                        set_flag(&mut on_stack, w, true);
-                        call.push((w, 0));
-                    } else if get_flag(&on_stack, w) {
-                        let l = get_u32(&low, v).min(get_u32(&index, w));
-                        set_u32(&mut low, v, l);
-                    }
-                    continue;
-                }
-                call.pop();
-                if let Some(&(parent, _)) = call.last() {
-                    let l = get_u32(&low, parent).min(get_u32(&low, v));
-                    set_u32(&mut low, parent, l);
-                }
-                if get_u32(&low, v) != get_u32(&index, v) {
-                    continue;
-                }
-                // `v` roots a component: pop it and build its closure.
-                let c = closures.len() as u32;
-                let mut members = Vec::new();
-                while let Some(w) = scc_stack.pop() {
-                    set_flag(&mut on_stack, w, false);
-                    set_u32(&mut comp, w, c);
-                    members.push(w);
-                    if w == v {
-                        break;
-                    }
-                }
-                let mut set: Vec<u32> = Vec::new();
-                for &m in &members {
-                    set_u32(&mut stamp, m, c);
-                    set.push(m);
-                }
-                for &m in &members {
-                    for &w in succ(&self.nodes, m) {
-                        let wc = get_u32(&comp, w);
-                        if wc == c {
-                            continue;
-                        }
-                        for &x in closures.get(wc as usize).map_or(&[][..], Vec::as_slice) {
-                            if get_u32(&stamp, x) != c {
-                                set_u32(&mut stamp, x, c);
-                                set.push(x);
-                            }
-                        }
-                    }
-                }
-                set.sort_unstable();
-                total += set.len();
-                if total > MAX_CLOSURE {
-                    return Err(Error::Space);
-                }
-                closures.push(set);
-            }
-        }
-        self.closure_of = comp;
-        self.closures = closures;
         Ok(())
     }
 
-    /// A node's epsilon closure (sorted).
-    fn eclosure(&self, node: u32) -> &[u32] {
-        let c = get_u32(&self.closure_of, node);
-        self.closures.get(c as usize).map_or(&[], Vec::as_slice)
+    /// Adds `from`'s epsilon closure (every node reachable over epsilon edges, `from`
+    /// itself included) to `out`, skipping and marking nodes through `stamp[node] ==
+    /// gen`. Closures are walked when needed instead of stored: the nodes of one step's
+    /// closures are then visited once per step, where stored closures cost their total
+    /// size, which is quadratic in a chain of anchors (`(^^^…^){33}`) to build.
+    fn add_closure(
+        &self,
+        from: u32,
+        stamp: &mut [u32],
+        gen: u32,
+        out: &mut Vec<u32>,
+        stack: &mut Vec<u32>,
+    ) {
+        if get_u32(stamp, from) == gen {
+            return;
+        }
+        set_u32(stamp, from, gen);
+        stack.push(from);
+        while let Some(v) = stack.pop() {
+            out.push(v);
+            for &w in epsilon_successors(&self.nodes, v) {
+                if get_u32(stamp, w) != gen {
+                    set_u32(stamp, w, gen);
+                    stack.push(w);
+                }
+            }
+        }
     }
 
     /// regexec without `REG_NOTBOL`/`REG_NOTEOL`: is there a start position from which
@@ -1775,6 +1700,7 @@ impl Nfa {
         let mut cur: Vec<u32> = Vec::new();
         let mut raw: Vec<u32> = Vec::new();
         let mut raw_stamp = vec![u32::MAX; n];
+        let mut walk: Vec<u32> = Vec::new();
         for pos in 0..=text.len() {
             let gen = pos as u32;
             cur.clear();
@@ -1845,12 +1771,7 @@ impl Nfa {
                 if nd.next == NIL {
                     continue;
                 }
-                for &e in self.eclosure(nd.next) {
-                    if get_u32(&raw_stamp, e) != gen {
-                        set_u32(&mut raw_stamp, e, gen);
-                        raw.push(e);
-                    }
-                }
+                self.add_closure(nd.next, &mut raw_stamp, gen, &mut raw, &mut walk);
             }
         }
         false
