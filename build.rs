@@ -12,6 +12,8 @@ fn main() {
     }
     match std::env::var("DEPMOD_LIBLZMA_DIR") {
         Ok(dir) if !dir.is_empty() => {
+            // The directory stays the same when the library is rebuilt (other C flags).
+            println!("cargo:rerun-if-changed={dir}/liblzma.a");
             println!("cargo:rustc-link-search=native={dir}");
             println!("cargo:rustc-link-lib=static=lzma");
         }
