@@ -54,7 +54,7 @@
 //! exceeds `MAX_NODES` nodes is refused with
 //! [`Error::Space`], where glibc would try to allocate it.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeSet;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -1265,9 +1265,65 @@ struct NNode {
     /// `dfa->nexts`: where a consuming node goes.
     next: u32,
     /// `dfa->edests`: epsilon destinations (a sorted set).
-    edests: Vec<u32>,
+    edests: Dests,
     /// `dfa->org_indices`: the node a constraint copy was made from.
     org: u32,
+    /// This node's constraint copies: the head of its list in `Nfa::copy_list`.
+    copies: u32,
+}
+
+/// `dfa->edests` of one node, inline: a sorted set of at most two epsilon destinations
+/// (an alternation or a star has two, every other epsilon node one, and
+/// `duplicate_node_closure` empties a clone's set before it adds at most two).
+#[derive(Clone, Copy, Debug)]
+struct Dests {
+    at: [u32; 2],
+    len: u8,
+}
+
+impl Dests {
+    const EMPTY: Dests = Dests {
+        at: [NIL; 2],
+        len: 0,
+    };
+
+    fn one(x: u32) -> Dests {
+        Dests {
+            at: [x, NIL],
+            len: 1,
+        }
+    }
+
+    fn as_slice(&self) -> &[u32] {
+        self.at.get(..usize::from(self.len)).unwrap_or(&[])
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Sorted insertion (`re_node_set_insert`; glibc never inserts a present element
+    /// here). A third destination cannot occur (see above); it would refuse the
+    /// pattern rather than drop an edge.
+    fn insert(&mut self, x: u32) -> Result<(), Error> {
+        match (self.len, self.at[0]) {
+            (0, _) => self.at[0] = x,
+            (1, first) if first <= x => self.at[1] = x,
+            (1, first) => self.at = [x, first],
+            _ => return Err(Error::Space),
+        }
+        self.len += 1;
+        Ok(())
+    }
+}
+
+/// One entry of a node's list of constraint copies: the newest copy with this
+/// constraint, and the next entry of the same node.
+#[derive(Clone, Copy, Debug)]
+struct CopyEntry {
+    constraint: u16,
+    node: u32,
+    next: u32,
 }
 
 /// What a read of a missing NFA node gives (never happens: indices come from the NFA
@@ -1277,8 +1333,9 @@ static DEAD_NNODE: NNode = NNode {
     constraint: 0,
     duplicated: true,
     next: NIL,
-    edests: Vec::new(),
+    edests: Dests::EMPTY,
     org: NIL,
+    copies: NIL,
 };
 
 /// glibc's compiled NFA for a pattern without back-references.
@@ -1289,15 +1346,10 @@ struct Nfa {
     sink: NNode,
     /// The epsilon closure of the first node (`create_initial_state`).
     init: Vec<u32>,
-    /// The newest constraint copy of each `(original, constraint)`: what glibc's
-    /// backward scan in `search_duplicated_node` finds, without the scan.
-    copies: BTreeMap<(u32, u16), u32>,
-}
-
-/// Sorted insertion (`re_node_set_insert`; glibc never inserts a present element here).
-fn set_insert(set: &mut Vec<u32>, x: u32) {
-    let at = set.partition_point(|&e| e < x);
-    set.insert(at, x);
+    /// The newest constraint copy of each `(original, constraint)`, as lists from
+    /// `NNode::copies` (one entry per distinct constraint): what glibc's backward scan
+    /// in `search_duplicated_node` finds, without the scan.
+    copy_list: Vec<CopyEntry>,
 }
 
 impl Nfa {
@@ -1362,7 +1414,7 @@ impl Nfa {
         let mut nfa = Nfa {
             nodes: Vec::new(),
             init: Vec::new(),
-            copies: BTreeMap::new(),
+            copy_list: Vec::new(),
             sink: DEAD_NNODE.clone(),
         };
 
@@ -1440,20 +1492,20 @@ impl Nfa {
                         }
                     };
                     let (l, r) = (side(n.left), side(n.right));
-                    nfa.node_mut(idx).edests = match l.cmp(&r) {
-                        core::cmp::Ordering::Less => vec![l, r],
-                        core::cmp::Ordering::Greater => vec![r, l],
-                        core::cmp::Ordering::Equal => vec![l],
-                    };
+                    let mut dests = Dests::one(l);
+                    if r != l {
+                        dests.insert(r)?;
+                    }
+                    nfa.node_mut(idx).edests = dests;
                 }
                 TType::Anchor(_)
                 | TType::OpenSubexp(_)
                 | TType::CloseSubexp(_)
-                | TType::Subexp(_) => nfa.node_mut(idx).edests = vec![next_idx(t)],
+                | TType::Subexp(_) => nfa.node_mut(idx).edests = Dests::one(next_idx(t)),
                 TType::BackRef(_) => {
                     let next = next_idx(t);
                     nfa.node_mut(idx).next = next;
-                    nfa.node_mut(idx).edests = vec![next];
+                    nfa.node_mut(idx).edests = Dests::one(next);
                 }
                 TType::Set(_) => nfa.node_mut(idx).next = next_idx(t),
             }
@@ -1490,8 +1542,9 @@ impl Nfa {
             constraint: 0,
             duplicated,
             next: NIL,
-            edests: Vec::new(),
+            edests: Dests::EMPTY,
             org: NIL,
+            copies: NIL,
         });
         Ok((self.nodes.len() - 1) as u32)
     }
@@ -1505,8 +1558,23 @@ impl Nfa {
         n.constraint = constraint | org_constraint;
         n.duplicated = true;
         n.org = org;
-        let key = (org, n.constraint);
-        self.copies.insert(key, idx);
+        let constraint = n.constraint;
+        let head = self.node(org).copies;
+        let mut at = head;
+        while let Some(e) = self.copy_list.get_mut(at as usize) {
+            if e.constraint == constraint {
+                e.node = idx;
+                return Ok(idx);
+            }
+            at = e.next;
+        }
+        let entry = self.copy_list.len() as u32;
+        self.copy_list.push(CopyEntry {
+            constraint,
+            node: idx,
+            next: head,
+        });
+        self.node_mut(org).copies = entry;
         Ok(idx)
     }
 
@@ -1516,7 +1584,14 @@ impl Nfa {
     /// `calc_first`, never duplicated) are exactly the constraint copies, so the newest
     /// matching copy is what the scan finds.
     fn search_duplicated_node(&self, org: u32, constraint: u16) -> u32 {
-        self.copies.get(&(org, constraint)).copied().unwrap_or(NIL)
+        let mut at = self.node(org).copies;
+        while let Some(e) = self.copy_list.get(at as usize) {
+            if e.constraint == constraint {
+                return e.node;
+            }
+            at = e.next;
+        }
+        NIL
     }
 
     /// glibc's `duplicate_node_closure`: copies the epsilon closure of `top_org` onto
@@ -1542,7 +1617,7 @@ impl Nfa {
                 Task::Run(o, c, k) => (o, c, k),
                 Task::Second(org_dest, clone, k) => {
                     let clone_dest = self.duplicate_node(org_dest, k)?;
-                    set_insert(&mut self.node_mut(clone).edests, clone_dest);
+                    self.node_mut(clone).edests.insert(clone_dest)?;
                     (org_dest, clone_dest, k)
                 }
             };
@@ -1550,13 +1625,13 @@ impl Nfa {
                 let (org_dest, clone_dest);
                 let o = self.node(org);
                 let (org_ty, org_next, org_constraint) = (o.ty, o.next, o.constraint);
-                let org_edests = o.edests.clone();
+                let org_edests = o.edests;
                 if org_ty == NType::BackRef {
                     org_dest = org_next;
                     self.node_mut(clone).edests.clear();
                     clone_dest = self.duplicate_node(org_dest, constraint)?;
                     self.node_mut(clone).next = org_next;
-                    set_insert(&mut self.node_mut(clone).edests, clone_dest);
+                    self.node_mut(clone).edests.insert(clone_dest)?;
                 } else {
                     match *org_edests.as_slice() {
                         [] => {
@@ -1568,27 +1643,27 @@ impl Nfa {
                             self.node_mut(clone).edests.clear();
                             // A loop back to the root: tie it to the original destination.
                             if org == root && clone != org {
-                                set_insert(&mut self.node_mut(clone).edests, org_dest);
+                                self.node_mut(clone).edests.insert(org_dest)?;
                                 break;
                             }
                             constraint |= org_constraint;
                             clone_dest = self.duplicate_node(org_dest, constraint)?;
-                            set_insert(&mut self.node_mut(clone).edests, clone_dest);
+                            self.node_mut(clone).edests.insert(clone_dest)?;
                         }
                         [first, second, ..] => {
                             self.node_mut(clone).edests.clear();
                             let found = self.search_duplicated_node(first, constraint);
                             if found == NIL {
                                 let c = self.duplicate_node(first, constraint)?;
-                                set_insert(&mut self.node_mut(clone).edests, c);
+                                self.node_mut(clone).edests.insert(c)?;
                                 tasks.push(Task::Second(second, clone, constraint));
                                 tasks.push(Task::Run(first, c, constraint));
                                 break;
                             }
-                            set_insert(&mut self.node_mut(clone).edests, found);
+                            self.node_mut(clone).edests.insert(found)?;
                             org_dest = second;
                             clone_dest = self.duplicate_node(org_dest, constraint)?;
-                            set_insert(&mut self.node_mut(clone).edests, clone_dest);
+                            self.node_mut(clone).edests.insert(clone_dest)?;
                         }
                     }
                 }
@@ -1629,7 +1704,10 @@ impl Nfa {
                     set_flag(&mut visited, node, true);
                     let n = self.node(node);
                     if n.constraint != 0
-                        && n.edests.first().is_some_and(|&e| !self.node(e).duplicated)
+                        && n.edests
+                            .as_slice()
+                            .first()
+                            .is_some_and(|&e| !self.node(e).duplicated)
                     {
                         let c = n.constraint;
                         self.duplicate_node_closure(node, node, node, c)?;
@@ -1642,7 +1720,7 @@ impl Nfa {
                 };
                 let n = self.node(top.0);
                 let next_edge = if n.ty.is_epsilon() {
-                    n.edests.get(top.1).copied()
+                    n.edests.as_slice().get(top.1).copied()
                 } else {
                     None
                 };
@@ -1781,7 +1859,7 @@ impl Nfa {
 /// The epsilon edges out of `v` (none for consuming nodes and `END_OF_RE`).
 fn epsilon_successors(nodes: &[NNode], v: u32) -> &[u32] {
     match nodes.get(v as usize) {
-        Some(nd) if nd.ty.is_epsilon() => &nd.edests,
+        Some(nd) if nd.ty.is_epsilon() => nd.edests.as_slice(),
         _ => &[],
     }
 }
