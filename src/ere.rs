@@ -1559,23 +1559,33 @@ impl Nfa {
         n.duplicated = true;
         n.org = org;
         let constraint = n.constraint;
-        let head = self.node(org).copies;
-        let mut at = head;
-        while let Some(e) = self.copy_list.get_mut(at as usize) {
-            if e.constraint == constraint {
-                e.node = idx;
-                return Ok(idx);
-            }
-            at = e.next;
+        if let Some(e) = self
+            .copy_entry(org, constraint)
+            .and_then(|at| self.copy_list.get_mut(at))
+        {
+            e.node = idx;
+            return Ok(idx);
         }
         let entry = self.copy_list.len() as u32;
         self.copy_list.push(CopyEntry {
             constraint,
             node: idx,
-            next: head,
+            next: self.node(org).copies,
         });
         self.node_mut(org).copies = entry;
         Ok(idx)
+    }
+
+    /// Where `org`'s list of copies has its entry for `constraint`, if it has one.
+    fn copy_entry(&self, org: u32, constraint: u16) -> Option<usize> {
+        let mut at = self.node(org).copies;
+        while let Some(e) = self.copy_list.get(at as usize) {
+            if e.constraint == constraint {
+                return Some(at as usize);
+            }
+            at = e.next;
+        }
+        None
     }
 
     /// glibc's `search_duplicated_node`: the newest constraint copy of `org` with
@@ -1584,14 +1594,9 @@ impl Nfa {
     /// `calc_first`, never duplicated) are exactly the constraint copies, so the newest
     /// matching copy is what the scan finds.
     fn search_duplicated_node(&self, org: u32, constraint: u16) -> u32 {
-        let mut at = self.node(org).copies;
-        while let Some(e) = self.copy_list.get(at as usize) {
-            if e.constraint == constraint {
-                return e.node;
-            }
-            at = e.next;
-        }
-        NIL
+        self.copy_entry(org, constraint)
+            .and_then(|at| self.copy_list.get(at))
+            .map_or(NIL, |e| e.node)
     }
 
     /// glibc's `duplicate_node_closure`: copies the epsilon closure of `top_org` onto
@@ -1718,12 +1723,7 @@ impl Nfa {
                 let Some(top) = stack.last_mut() else {
                     break;
                 };
-                let n = self.node(top.0);
-                let next_edge = if n.ty.is_epsilon() {
-                    n.edests.as_slice().get(top.1).copied()
-                } else {
-                    None
-                };
+                let next_edge = epsilon_successors(&self.nodes, top.0).get(top.1).copied();
                 if let Some(e) = next_edge {
                     top.1 += 1;
                     if !get_flag(&visited, e) {
