@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 
 use crate::alias::normalize;
 use crate::diag::Diag;
-use crate::index::{BadChar, Trie};
+use crate::index::Trie;
 use crate::names;
 
 /// kmod reads text inputs with `fgets` into a `PATH_MAX` buffer: chunks of at most
@@ -26,16 +26,19 @@ pub fn fgets_chunks(text: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// `modules.builtin` → index of built-in module names (empty values, priority 0).
-pub fn builtin_index(text: &[u8], diags: &mut Vec<Diag>) -> Result<Trie, BadChar> {
+/// A name the index cannot hold (non-ASCII) is left out with a [`Diag`].
+pub fn builtin_index(text: &[u8], diags: &mut Vec<Diag>) -> Trie {
     let mut trie = Trie::new();
     for line in fgets_chunks(text) {
         if !line.first().is_some_and(u8::is_ascii_alphabetic) {
             diags.push(Diag::BuiltinBadLine(line.to_vec()));
             continue;
         }
-        trie.insert(&names::builtin_modname(line), b"", 0)?;
+        if trie.insert(&names::builtin_modname(line), b"", 0).is_err() {
+            diags.push(Diag::NonAsciiBuiltin(line.to_vec()));
+        }
     }
-    Ok(trie)
+    trie
 }
 
 /// A byte stream with kmod's `read_until` semantics for `modules.builtin.modinfo`.
@@ -97,7 +100,8 @@ impl<'a> Stream<'a> {
 
 /// `modules.builtin.modinfo` (`name.key=value\0` records) → index of the aliases of
 /// built-in modules. All priorities are 0, so equal keys keep the last record first.
-pub fn builtin_alias_index(data: &[u8], diags: &mut Vec<Diag>) -> Result<Trie, BadChar> {
+/// A record the index cannot hold (non-ASCII) is left out with a [`Diag`].
+pub fn builtin_alias_index(data: &[u8], diags: &mut Vec<Diag>) -> Trie {
     let mut trie = Trie::new();
     let mut s = Stream { data, pos: 0 };
     while !s.eof() {
@@ -116,12 +120,14 @@ pub fn builtin_alias_index(data: &[u8], diags: &mut Vec<Diag>) -> Result<Trie, B
         }
         match normalize(value) {
             Some(alias) => {
-                trie.insert(&alias, name, 0)?;
+                if trie.insert(&alias, name, 0).is_err() {
+                    diags.push(Diag::NonAsciiBuiltinAlias(name.to_vec(), value.to_vec()));
+                }
             }
             None => diags.push(Diag::UnmatchedBracket(value.to_vec())),
         }
     }
-    Ok(trie)
+    trie
 }
 
 #[cfg(test)]
@@ -138,7 +144,7 @@ mod tests {
     #[test]
     fn builtin_lines() {
         let mut d = Vec::new();
-        let t = builtin_index(b"kernel/a/foo-bar.ko\n1bad\nkernel/noext\n", &mut d).unwrap();
+        let t = builtin_index(b"kernel/a/foo-bar.ko\n1bad\nkernel/noext\n", &mut d);
         let k: Vec<Vec<u8>> = keys(&t).into_iter().map(|e| e.0).collect();
         assert_eq!(k, [b"foo_bar".to_vec(), b"noext\n".to_vec()]);
         assert_eq!(d, [Diag::BuiltinBadLine(b"1bad\n".to_vec())]);
@@ -147,8 +153,7 @@ mod tests {
     #[test]
     fn modinfo_swallows_record_after_broken_one() {
         let mut d = Vec::new();
-        let t =
-            builtin_alias_index(b"a.alias=x\0b.broken\0c.alias=y\0d.alias=x\0", &mut d).unwrap();
+        let t = builtin_alias_index(b"a.alias=x\0b.broken\0c.alias=y\0d.alias=x\0", &mut d);
         let e = keys(&t);
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].0, b"x");

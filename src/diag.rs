@@ -55,4 +55,20 @@ pub enum Diag {
     SymversBadCrc(u32, Vec<u8>),
     /// `<file>:<n>: invalid line: <line>` (ERROR, System.map); the line keeps its newline.
     SystemMapBadLine(u32, Vec<u8>),
+    /// Module `.0`'s alias `.1` is not 7-bit ASCII, which the index cannot hold: it
+    /// is left out of modules.alias and modules.alias.bin (ERROR; kmod: FATAL).
+    NonAsciiAlias(u32, Vec<u8>),
+    /// Module `.0`'s exported symbol `.1` is not 7-bit ASCII: left out of
+    /// modules.symbols and modules.symbols.bin (ERROR; kmod: FATAL).
+    NonAsciiSymbol(u32, Vec<u8>),
+    /// The module file `.0`'s path (or name) is not 7-bit ASCII: it cannot be a
+    /// key or a value of modules.dep.bin, so the module is left out (ERROR; kmod:
+    /// FATAL).
+    NonAsciiModule(Vec<u8>),
+    /// A `modules.builtin` line that is not 7-bit ASCII: left out of
+    /// modules.builtin.bin (ERROR; kmod: FATAL). The line keeps its newline.
+    NonAsciiBuiltin(Vec<u8>),
+    /// A `modules.builtin.modinfo` alias `.1` of built-in module `.0` that is not
+    /// 7-bit ASCII: left out of modules.builtin.alias.bin (ERROR; kmod: FATAL).
+    NonAsciiBuiltinAlias(Vec<u8>, Vec<u8>),
 }

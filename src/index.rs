@@ -29,7 +29,8 @@ impl Sink for Vec<u8> {
     }
 }
 
-/// A key or value had a byte ≥ 0x80: kmod 34 refuses it (fatal).
+/// A key or value had a byte ≥ 0x80: the format cannot hold it (kmod 34 stops
+/// with FATAL; our callers leave the entry out and say so).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BadChar {
     /// The offending byte.
@@ -58,6 +59,11 @@ impl Default for Trie {
             nodes: alloc::vec![Node::default()],
         }
     }
+}
+
+/// Can `s` be a key or value of an index (7-bit ASCII only)?
+pub fn is_indexable(s: &[u8]) -> bool {
+    s.is_ascii()
 }
 
 fn check(s: &[u8]) -> Result<(), BadChar> {

@@ -206,6 +206,21 @@ impl<'c> ModuleSet<'c> {
     }
 }
 
+/// Leaves out the modules whose path as printed (or name) is not 7-bit ASCII, one
+/// [`Diag::NonAsciiModule`] each: `modules.dep.bin` holds the name as a key and
+/// the paths in values, and its format has room for 7-bit bytes only (kmod 34.2
+/// stops the whole run with FATAL there). The others keep their order. Only for
+/// runs that write the indexes: `-n` prints what kmod prints.
+pub fn leave_out_non_ascii(modules: &mut Vec<Module>, diags: &mut Vec<Diag>) {
+    modules.retain(|m| {
+        let ok = m.name.is_ascii() && m.out_path().is_ascii();
+        if !ok {
+            diags.push(Diag::NonAsciiModule(m.path.clone()));
+        }
+        ok
+    });
+}
+
 /// `modules.order` as kmod reads it: `fgets` chunks of at most 4095 bytes, each cut
 /// at its first NUL. Yields (line number, chunk).
 fn order_chunks(text: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {

@@ -1,12 +1,19 @@
 //! The output files (spec §7): each generated into a byte [`Sink`], in kmod's order
 //! and format. The binary decides where the bytes go (a temp file, or stdout for
 //! `-n`) and words the diagnostics.
+//!
+//! The `.bin` indexes hold 7-bit ASCII only. kmod 34.2 stops the whole run with
+//! FATAL at the first key or value that is not; here such an alias or symbol is
+//! left out of the index *and* of its text twin (so the two agree), with one
+//! [`Diag`] naming the module and the key, and everything else is written.
+//! Modules whose own path is not ASCII are left out before this point
+//! ([`crate::modset::leave_out_non_ascii`]).
 
 use alloc::vec::Vec;
 
 use crate::alias::normalize;
 use crate::diag::Diag;
-use crate::index::{BadChar, Sink, Trie};
+use crate::index::{is_indexable, Sink, Trie};
 use crate::modset::Module;
 use crate::resolve::Resolved;
 use crate::scan::{InfoKey, ModuleData};
@@ -94,22 +101,21 @@ pub struct Outputs<'r, 'a> {
     pub resolved: &'r Resolved<'a>,
     /// `-w`: report duplicate index entries.
     pub warn_duplicates: bool,
+    /// Leave aliases and symbols that an index cannot hold (non-ASCII) out of the
+    /// text files too, so that each text file agrees with its index. Off for `-n`,
+    /// which writes no index and prints exactly what kmod prints.
+    pub leave_out_non_ascii: bool,
 }
 
 impl Outputs<'_, '_> {
     /// Writes the module-derived output `file` (everything but the two builtin
     /// indexes, which come from their own inputs: see [`crate::builtin`]).
-    pub fn generate(
-        &self,
-        file: OutputFile,
-        out: &mut impl Sink,
-        diags: &mut Vec<Diag>,
-    ) -> Result<(), BadChar> {
+    pub fn generate(&self, file: OutputFile, out: &mut impl Sink, diags: &mut Vec<Diag>) {
         match file {
             OutputFile::Dep => self.dep(out),
-            OutputFile::DepBin => return self.dep_bin(out, diags),
+            OutputFile::DepBin => self.dep_bin(out, diags),
             OutputFile::Alias => self.alias(out),
-            OutputFile::AliasBin => return self.alias_bin(out, diags),
+            OutputFile::AliasBin => self.alias_bin(out, diags),
             OutputFile::Softdep => self.info_lines(
                 out,
                 InfoKey::Softdep,
@@ -123,11 +129,20 @@ impl Outputs<'_, '_> {
                 b"weakdep ",
             ),
             OutputFile::Symbols => self.symbols(out),
-            OutputFile::SymbolsBin => return self.symbols_bin(out, diags),
+            OutputFile::SymbolsBin => self.symbols_bin(out, diags),
             OutputFile::Devname => self.devname(out, diags),
             OutputFile::BuiltinBin | OutputFile::BuiltinAliasBin => {}
         }
-        Ok(())
+    }
+
+    /// Would this alias or symbol name be left out (see the module doc)?
+    fn left_out(&self, key: &[u8]) -> bool {
+        self.leave_out_non_ascii && !is_indexable(key)
+    }
+
+    /// A module's aliases, less those left out.
+    fn aliases<'d>(&self, d: &'d ModuleData) -> impl Iterator<Item = &'d [u8]> + use<'_, 'd> {
+        d.info(InfoKey::Alias).filter(|a| !self.left_out(a))
     }
 
     fn dep_line(&self, m: &Module, deps: &[u32], line: &mut Vec<u8>) {
@@ -150,23 +165,24 @@ impl Outputs<'_, '_> {
         }
     }
 
-    fn dep_bin(&self, out: &mut impl Sink, diags: &mut Vec<Diag>) -> Result<(), BadChar> {
+    fn dep_bin(&self, out: &mut impl Sink, diags: &mut Vec<Diag>) {
         let mut trie = Trie::new();
         let mut line = Vec::new();
         for (i, (m, deps)) in self.modules.iter().zip(&self.resolved.deps).enumerate() {
             self.dep_line(m, deps, &mut line);
-            if trie.insert(&m.name, &line, i as u32)? && self.warn_duplicates {
+            // Module names and paths are ASCII here (`leave_out_non_ascii` in
+            // modset), so the insertion cannot be refused.
+            if trie.insert(&m.name, &line, i as u32) == Ok(true) && self.warn_duplicates {
                 diags.push(Diag::DuplicateDep(line.clone()));
             }
         }
         trie.write(out);
-        Ok(())
     }
 
     fn alias(&self, out: &mut impl Sink) {
         out.put(b"# Aliases extracted from modules themselves.\n");
         for (m, d) in self.modules.iter().zip(self.data) {
-            for a in d.info(InfoKey::Alias) {
+            for a in self.aliases(d) {
                 out.put(b"alias ");
                 out.put(a);
                 out.put(b" ");
@@ -176,7 +192,7 @@ impl Outputs<'_, '_> {
         }
     }
 
-    fn alias_bin(&self, out: &mut impl Sink, diags: &mut Vec<Diag>) -> Result<(), BadChar> {
+    fn alias_bin(&self, out: &mut impl Sink, diags: &mut Vec<Diag>) {
         let mut trie = Trie::new();
         for (i, (m, d)) in self.modules.iter().zip(self.data).enumerate() {
             for a in d.info(InfoKey::Alias) {
@@ -184,13 +200,16 @@ impl Outputs<'_, '_> {
                     diags.push(Diag::UnmatchedBracket(a.to_vec()));
                     continue;
                 };
-                if trie.insert(&key, &m.name, i as u32)? && self.warn_duplicates {
-                    diags.push(Diag::DuplicateAlias(key, m.name.clone()));
+                match trie.insert(&key, &m.name, i as u32) {
+                    Ok(true) if self.warn_duplicates => {
+                        diags.push(Diag::DuplicateAlias(key, m.name.clone()))
+                    }
+                    Ok(_) => {}
+                    Err(_) => diags.push(Diag::NonAsciiAlias(i as u32, a.to_vec())),
                 }
             }
         }
         trie.write(out);
-        Ok(())
     }
 
     fn info_lines(&self, out: &mut impl Sink, key: InfoKey, header: &[u8], word: &[u8]) {
@@ -213,6 +232,9 @@ impl Outputs<'_, '_> {
             let Some(owner) = self.modules.get(s.owner as usize) else {
                 continue;
             };
+            if self.left_out(s.name) {
+                continue;
+            }
             out.put(b"alias symbol:");
             out.put(s.name);
             out.put(b" ");
@@ -221,7 +243,7 @@ impl Outputs<'_, '_> {
         }
     }
 
-    fn symbols_bin(&self, out: &mut impl Sink, diags: &mut Vec<Diag>) -> Result<(), BadChar> {
+    fn symbols_bin(&self, out: &mut impl Sink, diags: &mut Vec<Diag>) {
         let mut trie = Trie::new();
         let mut key = Vec::new();
         for s in self.resolved.symbols.in_kmod_order() {
@@ -232,12 +254,15 @@ impl Outputs<'_, '_> {
             let Some(owner) = self.modules.get(s.owner as usize) else {
                 continue;
             };
-            if trie.insert(&key, &owner.name, s.owner)? && self.warn_duplicates {
-                diags.push(Diag::DuplicateSym(key.clone(), owner.name.clone()));
+            match trie.insert(&key, &owner.name, s.owner) {
+                Ok(true) if self.warn_duplicates => {
+                    diags.push(Diag::DuplicateSym(key.clone(), owner.name.clone()))
+                }
+                Ok(_) => {}
+                Err(_) => diags.push(Diag::NonAsciiSymbol(s.owner, s.name.to_vec())),
             }
         }
         trie.write(out);
-        Ok(())
     }
 
     fn devname(&self, out: &mut impl Sink, diags: &mut Vec<Diag>) {
@@ -245,7 +270,7 @@ impl Outputs<'_, '_> {
         for (m, d) in self.modules.iter().zip(self.data) {
             let mut devname: Option<&[u8]> = None;
             let mut dev: Option<(u8, u32, u32)> = None;
-            for a in d.info(InfoKey::Alias) {
+            for a in self.aliases(d) {
                 if let Some(name) = a.strip_prefix(b"devname:") {
                     devname = Some(name);
                 } else if let Some(n) = scan_major_minor(a, b"char-major-") {

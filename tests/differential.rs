@@ -2285,38 +2285,114 @@ fn dangling_symlink() {
     check(&t, &[]);
 }
 
-/// Non-ASCII strings in an index: kmod 34.2 dies with FATAL in the middle of writing,
-/// having renamed modules.dep, modules.dep.bin and modules.alias into place and left an
-/// empty temp file; ours prints the same FATAL, exits 1 and writes nothing (intended
-/// difference D). kmod 30 silently corrupts: not compared.
+/// Keys an index cannot hold (bytes >= 0x80): kmod 34.2 stops the whole run with
+/// `FATAL: Module index: bad character` in the middle of writing (having renamed some
+/// outputs into place and left a temp file). Ours leaves each such key out of the
+/// index and of its text twin, with one error line naming the module and the key,
+/// and writes everything else, exit 0 (intended difference D). Checked against
+/// kmod 34.2 twice: on the tree itself (what kmod did before its FATAL, see
+/// `check_index_fatal`), and on the same tree without the bad keys, whose outputs
+/// ours must write byte for byte. With `-n` nothing is indexed, and ours prints
+/// exactly what kmod prints.
 #[test]
-fn non_ascii_alias() {
-    let t = Tree::new("4.4.4");
-    t.empty_inputs();
-    t.module(
-        "kernel/u.ko",
-        Elf::x86_64().modinfo(&["alias=caf\u{e9}"]).build(),
-    );
-    t.module("kernel/v.ko", km(&["v_fn"], &[]).build());
-    for opts in [&[][..], &["-v"]] {
-        let o = check34(&t, opts);
-        assert_eq!(o.status, Status::Exit(1));
-        assert!(
-            o.stderr_str()
-                .starts_with("depmod: FATAL: Module index: bad character"),
-            "{}",
-            o.stderr_str()
-        );
-        // kmod did leave a mix of outputs behind (what ours avoids).
-        assert!(o.file("modules.dep").is_some(), "{:?}", o.files.keys());
-    }
-    // A non-ASCII symbol (modules.symbols.bin comes later).
-    let t = Tree::new("4.4.4");
-    t.empty_inputs();
-    t.module("kernel/w.ko", km(&["w_\u{fc}ber"], &[]).build());
-    t.module("kernel/x.ko", km(&[], &["w_\u{fc}ber"]).build());
-    let o = check34(&t, &[]);
+fn non_ascii_keys_are_left_out_of_the_indexes() {
+    // (bad tree, the same tree without what cannot be indexed)
+    let trees = [true, false].map(|bad| {
+        let t = Tree::new("4.4.4");
+        t.empty_inputs();
+        let u_aliases: &[&str] = if bad {
+            &[
+                "alias=caf\u{e9}",
+                "alias=pci:v0000BEEFd*",
+                "alias=platform:jsl\u{da}x",
+            ]
+        } else {
+            &["alias=pci:v0000BEEFd*"]
+        };
+        t.module("kernel/u.ko", Elf::x86_64().modinfo(u_aliases).build());
+        t.module("kernel/v.ko", km(&["v_fn"], &[]).build());
+        let w_exports: &[&str] = if bad {
+            &["w_\u{fc}ber", "w_ok"]
+        } else {
+            &["w_ok"]
+        };
+        t.module("kernel/w.ko", km(w_exports, &[]).build());
+        t.module("kernel/x.ko", km(&[], &["w_ok", "v_fn"]).build());
+        if bad {
+            t.module("kernel/caf\u{e9}.ko", km(&["cafe_fn"], &[]).build());
+            t.builtin("kernel/good.ko\nkernel/b\u{e4}d.ko\n");
+            t.builtin_modinfo_records(&["good.alias=ok", "bad.alias=b\u{e4}d", "good.alias=fine"]);
+        } else {
+            t.builtin("kernel/good.ko\n");
+            t.builtin_modinfo_records(&["good.alias=ok", "good.alias=fine"]);
+        }
+        t
+    });
+    let [bad, clean] = &trees;
+    let o = check34(bad, &[]);
     assert_eq!(o.status, Status::Exit(1), "{}", o.stderr_str());
+    assert!(o
+        .stderr_str()
+        .contains("depmod: FATAL: Module index: bad character"));
+    check34(bad, &["-n"]);
+
+    let run_opts = RunOpts::default();
+    let ours_bad = run(&subject(), &args(bad, &[]), &bad.root, &run_opts);
+    let kmod_clean = run(&kmod34(), &args(clean, &[]), &clean.root, &run_opts);
+    assert_eq!(
+        kmod_clean.status,
+        Status::Exit(0),
+        "{}",
+        kmod_clean.stderr_str()
+    );
+    assert_eq!(
+        ours_bad.status,
+        Status::Exit(0),
+        "{}",
+        ours_bad.stderr_str()
+    );
+    assert_eq!(ours_bad.stdout, kmod_clean.stdout);
+    for (k, v) in &kmod_clean.files {
+        assert!(
+            ours_bad.files.get(k) == Some(v),
+            "{k} differs from kmod 34.2's on the tree without the bad keys"
+        );
+    }
+    assert_eq!(
+        ours_bad.files.keys().collect::<Vec<_>>(),
+        kmod_clean.files.keys().collect::<Vec<_>>()
+    );
+    let (left_out, rest): (Vec<&[u8]>, Vec<&[u8]>) = ours_bad
+        .stderr
+        .split_inclusive(|&c| c == b'\n')
+        .partition(|l| l.windows(NOT_INDEXED.len()).any(|w| w == NOT_INDEXED));
+    assert_eq!(
+        rest.concat(),
+        kmod_clean.stderr,
+        "{}",
+        ours_bad.stderr_str()
+    );
+    let left_out: Vec<String> = left_out
+        .iter()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect();
+    let moddir = bad.moddir().display().to_string();
+    let expect = [
+        format!("{moddir}/kernel/caf\u{e9}.ko: the path has the byte 0xc3, "),
+        format!("{moddir}/kernel/u.ko: alias caf\u{e9} has the byte 0xc3, "),
+        format!("{moddir}/kernel/u.ko: alias platform:jsl\u{da}x has the byte 0xc3, "),
+        format!("{moddir}/kernel/w.ko: symbol w_\u{fc}ber has the byte 0xc3, "),
+        format!("{moddir}/modules.builtin: kernel/b\u{e4}d.ko has the byte 0xc3, "),
+        format!("{moddir}/modules.builtin.modinfo: alias b\u{e4}d of bad has the byte 0xc3, "),
+    ];
+    assert_eq!(left_out.len(), expect.len(), "{left_out:#?}");
+    for e in expect {
+        let e = format!("depmod: ERROR: {e}");
+        assert!(
+            left_out.iter().any(|l| l.starts_with(&e)),
+            "{e}\nnot in {left_out:#?}"
+        );
+    }
 }
 
 /// A missing module directory.

@@ -292,7 +292,10 @@ fn run_with_context(
 
     // Module order.
     let order = read_input(dir, "modules.order", report);
-    let modules = set.finish(order.as_deref(), &mut diags);
+    let mut modules = set.finish(order.as_deref(), &mut diags);
+    if !opts.dry_run {
+        crate::modset::leave_out_non_ascii(&mut modules, &mut diags);
+    }
     let paths: Vec<Vec<u8>> = modules.iter().map(|m| m.path.clone()).collect();
     let names: Vec<Vec<u8>> = modules.iter().map(|m| m.name.clone()).collect();
     let ctx = DiagContext {
@@ -328,6 +331,7 @@ fn run_with_context(
         data: &data,
         resolved: &resolved,
         warn_duplicates: opts.warn,
+        leave_out_non_ascii: !opts.dry_run,
     };
     write_outputs(&outputs, dir, outdir, opts.dry_run, report, &ctx)
 }
@@ -379,7 +383,6 @@ struct Produced {
     bytes: Vec<u8>,
     missing_input: Option<(&'static str, Errno)>,
     diags: Vec<Diag>,
-    result: Result<(), crate::index::BadChar>,
 }
 
 fn produce(file: OutputFile, outputs: &Outputs<'_, '_>, dir: &[u8]) -> Produced {
@@ -387,14 +390,13 @@ fn produce(file: OutputFile, outputs: &Outputs<'_, '_>, dir: &[u8]) -> Produced 
         bytes: Vec::new(),
         missing_input: None,
         diags: Vec::new(),
-        result: Ok(()),
     };
     let input = match file {
         OutputFile::BuiltinBin => Some("modules.builtin"),
         OutputFile::BuiltinAliasBin => Some("modules.builtin.modinfo"),
         _ => None,
     };
-    p.result = match input {
+    match input {
         Some(name) => match read_input_quiet(dir, name) {
             Ok(data) => {
                 let trie = if file == OutputFile::BuiltinBin {
@@ -402,16 +404,13 @@ fn produce(file: OutputFile, outputs: &Outputs<'_, '_>, dir: &[u8]) -> Produced 
                 } else {
                     builtin::builtin_alias_index(&data, &mut p.diags)
                 };
-                trie.map(|t| t.write(&mut p.bytes))
+                trie.write(&mut p.bytes);
             }
-            Err(e) => {
-                // kmod leaves the file empty (0 bytes) when its input is missing.
-                p.missing_input = Some((name, e));
-                Ok(())
-            }
+            // kmod leaves the file empty (0 bytes) when its input is missing.
+            Err(e) => p.missing_input = Some((name, e)),
         },
         None => outputs.generate(file, &mut p.bytes, &mut p.diags),
-    };
+    }
     p
 }
 
@@ -445,7 +444,6 @@ fn produce_all(outputs: &Outputs<'_, '_>, dir: &[u8]) -> Vec<Produced> {
                 bytes: Vec::new(),
                 missing_input: None,
                 diags: Vec::new(),
-                result: Ok(()),
             })
         })
         .collect()
@@ -466,8 +464,7 @@ fn write_outputs(
                 continue;
             }
             let mut buf = Vec::new();
-            // Text outputs cannot fail on bad characters.
-            let _ = outputs.generate(file, &mut buf, &mut diags);
+            outputs.generate(file, &mut buf, &mut diags);
             for d in diags.drain(..) {
                 report.diag(&d, ctx);
             }
@@ -491,19 +488,21 @@ fn write_outputs(
         );
         return 1;
     }
-    if let Err(e) = sys::open_dir(outdir) {
-        report.log_bytes(
-            Level::Fatal,
-            &[
-                b"could not open directory ",
-                outdir,
-                b": ",
-                io_error(e).as_bytes(),
-            ],
-        );
-        return 1;
-    }
-    let mut staging = write::Staging::open(outdir);
+    let mut staging = match write::Staging::open(outdir) {
+        Ok(s) => s,
+        Err(e) => {
+            report.log_bytes(
+                Level::Fatal,
+                &[
+                    b"could not open directory ",
+                    outdir,
+                    b": ",
+                    io_error(e).as_bytes(),
+                ],
+            );
+            return 1;
+        }
+    };
     for (file, produced) in OutputFile::ALL.into_iter().zip(produce_all(outputs, dir)) {
         if let Some((name, e)) = &produced.missing_input {
             report_missing_input(dir, name, *e, report);
@@ -511,21 +510,7 @@ fn write_outputs(
         for d in &produced.diags {
             report.diag(d, ctx);
         }
-        let (buf, result) = (produced.bytes, produced.result);
-        if let Err(bad) = result {
-            let c = bad.byte;
-            report.log_bytes(
-                Level::Fatal,
-                &[
-                    b"Module index: bad character '",
-                    &[c],
-                    format!("'=0x{c:x} - only 7-bit ASCII is supported:\n").as_bytes(),
-                    &bad.string,
-                ],
-            );
-            return 1;
-        }
-        if let Err(e) = staging.stage(file.name(), &buf) {
+        if let Err(e) = staging.stage(file.name(), &produced.bytes) {
             report.log_bytes(
                 Level::Error,
                 &[

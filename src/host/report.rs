@@ -202,8 +202,48 @@ impl Report {
             Diag::SystemMapBadLine(n, l) => {
                 self.log_bytes(Error, &[ctx.file, format!(":{n}: invalid line: ").as_bytes(), l])
             }
+            Diag::NonAsciiAlias(i, a) => self.log_bytes(
+                Error,
+                &[path(i), b": alias ", a, &not_ascii(a), b"modules.alias and modules.alias.bin"],
+            ),
+            Diag::NonAsciiSymbol(i, s) => self.log_bytes(
+                Error,
+                &[path(i), b": symbol ", s, &not_ascii(s), b"modules.symbols and modules.symbols.bin"],
+            ),
+            Diag::NonAsciiModule(p) => {
+                self.log_bytes(Error, &[p, b": the path", &not_ascii(p), b"every output: module skipped"])
+            }
+            Diag::NonAsciiBuiltin(l) => {
+                let l = l.strip_suffix(b"\n").unwrap_or(l);
+                self.log_bytes(
+                    Error,
+                    &[ctx.dir, b"/modules.builtin: ", l, &not_ascii(l), b"modules.builtin.bin"],
+                )
+            }
+            Diag::NonAsciiBuiltinAlias(m, a) => self.log_bytes(
+                Error,
+                &[
+                    ctx.dir,
+                    b"/modules.builtin.modinfo: alias ",
+                    a,
+                    b" of ",
+                    m,
+                    &not_ascii(a),
+                    b"modules.builtin.alias.bin",
+                ],
+            ),
         }
     }
+}
+
+/// The middle of the messages about keys an index cannot hold: which byte, and
+/// that the entry is left out (of what, the caller appends).
+fn not_ascii(s: &[u8]) -> Vec<u8> {
+    let byte = s.iter().find(|b| !b.is_ascii()).copied().unwrap_or(0);
+    format!(
+        " has the byte 0x{byte:02x}, which is not 7-bit ASCII and cannot be indexed; left out of "
+    )
+    .into_bytes()
 }
 
 /// What [`Report::diag`] needs to name things.

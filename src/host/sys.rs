@@ -294,31 +294,58 @@ pub fn open_dir(path: &[u8]) -> Result<()> {
     Dir::open(path).map(drop)
 }
 
-/// `fsync` on a directory, so that renames in it are durable. Best effort.
-pub fn sync_dir(path: &[u8]) {
-    if let Ok(d) = File::open_with(path, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
-        let _ = d.sync_all();
-    }
-}
+/// A directory opened once, so that files are created, renamed and removed relative
+/// to it (`openat`, `renameat`, `unlinkat`) as kmod does: a run keeps writing into
+/// the same directory even if its path changes meanwhile, and the path is resolved
+/// once, by `open` (which path-rewriting `LD_PRELOAD` shims, kmod's test suite's
+/// among them, intercept).
+pub struct DirFd(File);
 
-/// `rename(2)`.
-pub fn rename(from: &[u8], to: &[u8]) -> Result<()> {
-    let (a, b) = (c_path(from)?, c_path(to)?);
-    // SAFETY: both paths are NUL-terminated.
-    if unsafe { libc::rename(a.as_ptr().cast(), b.as_ptr().cast()) } != 0 {
-        return Err(Errno::last());
+impl DirFd {
+    /// Opens `path` as a directory.
+    pub fn open(path: &[u8]) -> Result<DirFd> {
+        File::open_with(path, libc::O_RDONLY | libc::O_DIRECTORY, 0).map(DirFd)
     }
-    Ok(())
-}
 
-/// `unlink(2)`.
-pub fn remove_file(path: &[u8]) -> Result<()> {
-    let c = c_path(path)?;
-    // SAFETY: `c` is NUL-terminated.
-    if unsafe { libc::unlink(c.as_ptr().cast()) } != 0 {
-        return Err(Errno::last());
+    /// Creates the new file `name` in this directory for writing (`O_EXCL`).
+    pub fn create_new(&self, name: &[u8], mode: libc::mode_t) -> Result<File> {
+        let c = c_path(name)?;
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC;
+        let fd = retry(|| {
+            // SAFETY: `self.0.0` is an open directory descriptor and `c` is
+            // NUL-terminated; with O_CREAT `openat` takes the mode argument.
+            let fd = unsafe { libc::openat((self.0).0, c.as_ptr().cast(), flags, mode) };
+            fd as isize
+        })?;
+        Ok(File(fd as c_int))
     }
-    Ok(())
+
+    /// `renameat(2)` of `from` over `to`, both in this directory.
+    pub fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
+        let (a, b) = (c_path(from)?, c_path(to)?);
+        let fd = (self.0).0;
+        // SAFETY: `fd` is an open directory descriptor; both names are
+        // NUL-terminated.
+        if unsafe { libc::renameat(fd, a.as_ptr().cast(), fd, b.as_ptr().cast()) } != 0 {
+            return Err(Errno::last());
+        }
+        Ok(())
+    }
+
+    /// `unlinkat(2)` of the file `name` in this directory.
+    pub fn remove(&self, name: &[u8]) -> Result<()> {
+        let c = c_path(name)?;
+        // SAFETY: `self.0.0` is an open directory descriptor; `c` is NUL-terminated.
+        if unsafe { libc::unlinkat((self.0).0, c.as_ptr().cast(), 0) } != 0 {
+            return Err(Errno::last());
+        }
+        Ok(())
+    }
+
+    /// `fsync` of the directory, so that renames in it are durable.
+    pub fn sync(&self) -> Result<()> {
+        self.0.sync_all()
+    }
 }
 
 fn mkdir(path: &[u8], mode: libc::mode_t) -> Result<()> {

@@ -2,12 +2,19 @@
 //! directory and fsynced; only when all of them are complete are they renamed over
 //! the old ones, and the directory is fsynced. A crash, a full disk or a read-only
 //! directory leaves the previous index set intact and no temp file behind.
+//!
+//! The output directory is opened once and everything after that is relative to
+//! it (`openat`, `renameat`, `unlinkat`), as kmod's `depmod_output` does: the run
+//! cannot end up writing half its files into a directory that was moved or
+//! replaced meanwhile, and tools that rewrite paths (kmod's own test suite runs
+//! depmod under an `LD_PRELOAD` trap of `open`, `stat`, `mkdir`, …) see the
+//! directory's path exactly once.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::sys::{self, Errno, File};
+use super::sys::{self, DirFd, Errno};
 
 /// A failed output step, naming the file it concerns.
 #[derive(Debug)]
@@ -20,22 +27,26 @@ pub struct WriteError {
 
 /// The output directory with the temp files written so far.
 pub struct Staging {
-    dir: Vec<u8>,
+    dir: DirFd,
+    /// The directory's path, for messages only.
+    path: Vec<u8>,
     suffix: String,
-    /// (temp file, its final name), in the order written.
-    staged: Vec<(Vec<u8>, Vec<u8>)>,
+    /// (temp file name, its final name), in the order written.
+    staged: Vec<(Vec<u8>, &'static str)>,
 }
 
 impl Staging {
-    /// Starts staging into `dir`. Temp names are `<name>.<pid>.<usec>.<sec>`, as
-    /// kmod's.
-    pub fn open(dir: &[u8]) -> Self {
+    /// Opens the output directory `path` to stage files in it. Temp names are
+    /// `<name>.<pid>.<usec>.<sec>`, as kmod's.
+    pub fn open(path: &[u8]) -> sys::Result<Self> {
+        let dir = DirFd::open(path)?;
         let (secs, usecs) = sys::now();
-        Staging {
-            dir: dir.to_vec(),
+        Ok(Staging {
+            dir,
+            path: path.to_vec(),
             suffix: format!(".{}.{}.{}", sys::pid(), usecs, secs),
             staged: Vec::new(),
-        }
+        })
     }
 
     /// `mkdir -p` with mode 0755 (umask applies).
@@ -43,33 +54,26 @@ impl Staging {
         sys::create_dir_all(dir, 0o755)
     }
 
-    fn path_of(&self, name: &str, suffix: &str) -> Vec<u8> {
-        let mut p = self.dir.clone();
+    /// `name`'s path, for messages.
+    fn path_of(&self, name: &str) -> Vec<u8> {
+        let mut p = self.path.clone();
         if p.last() != Some(&b'/') {
             p.push(b'/');
         }
         p.extend_from_slice(name.as_bytes());
-        p.extend_from_slice(suffix.as_bytes());
         p
     }
 
     /// Writes `bytes` to a new temp file for `name` and syncs it.
-    pub fn stage(&mut self, name: &str, bytes: &[u8]) -> Result<(), WriteError> {
-        let target = self.path_of(name, "");
-        let tmp = self.path_of(name, &self.suffix);
-        let f = match File::create_new(&tmp, 0o644) {
-            Ok(f) => f,
-            Err(error) => {
-                return Err(WriteError {
-                    path: target,
-                    error,
-                })
-            }
-        };
-        self.staged.push((tmp, target.clone()));
-        let written = f.write_all(bytes).and_then(|()| f.sync_all());
+    pub fn stage(&mut self, name: &'static str, bytes: &[u8]) -> Result<(), WriteError> {
+        let mut tmp = name.as_bytes().to_vec();
+        tmp.extend_from_slice(self.suffix.as_bytes());
+        let written = self.dir.create_new(&tmp, 0o644).and_then(|f| {
+            self.staged.push((tmp, name));
+            f.write_all(bytes).and_then(|()| f.sync_all())
+        });
         written.map_err(|error| WriteError {
-            path: target,
+            path: self.path_of(name),
             error,
         })
     }
@@ -77,19 +81,21 @@ impl Staging {
     /// Renames every temp file over its target, then syncs the directory.
     pub fn commit(mut self) -> Result<(), WriteError> {
         let staged = core::mem::take(&mut self.staged);
-        for (i, (tmp, target)) in staged.iter().enumerate() {
-            if let Err(error) = sys::rename(tmp, target) {
+        for (i, (tmp, name)) in staged.iter().enumerate() {
+            if let Err(error) = self.dir.rename(tmp, name.as_bytes()) {
                 // Earlier renames stand (each is atomic); drop the rest.
                 for (t, _) in staged.iter().skip(i) {
-                    let _ = sys::remove_file(t);
+                    let _ = self.dir.remove(t);
                 }
                 return Err(WriteError {
-                    path: target.clone(),
+                    path: self.path_of(name),
                     error,
                 });
             }
         }
-        sys::sync_dir(&self.dir);
+        // Best effort: every file is complete and in place whether or not the
+        // directory's metadata reaches the disk now.
+        let _ = self.dir.sync();
         Ok(())
     }
 }
@@ -98,7 +104,7 @@ impl Drop for Staging {
     /// Anything still staged was not committed: remove it.
     fn drop(&mut self) {
         for (tmp, _) in &self.staged {
-            let _ = sys::remove_file(tmp);
+            let _ = self.dir.remove(tmp);
         }
     }
 }
