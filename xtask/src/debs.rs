@@ -11,12 +11,20 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::apt_source::{self, Archive};
 use crate::run;
 
-/// Debian 12: the point releases plus the security archive (where the current
-/// kernel ABI lives).
-const SOURCES: &str = "deb http://deb.debian.org/debian bookworm main\n\
-deb http://deb.debian.org/debian-security bookworm-security main\n";
+/// Debian 12 from the mirrors this machine's apt uses: the point releases plus the
+/// security archive (where the current kernel ABI lives), when one is configured.
+fn sources() -> Result<String, String> {
+    let main = apt_source::mirror(Archive::Main)?;
+    let mut list = format!("deb {main} bookworm main\n");
+    match apt_source::mirror(Archive::Security) {
+        Ok(security) => list.push_str(&format!("deb {security} bookworm-security main\n")),
+        Err(e) => eprintln!("xtask: warning: {e} (only the point releases' packages)"),
+    }
+    Ok(list)
+}
 
 /// One Debian architecture's private apt state.
 pub struct Apt {
@@ -46,7 +54,7 @@ impl Apt {
         ] {
             fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
         }
-        fs::write(apt.dir.join("sources.list"), SOURCES).map_err(|e| e.to_string())?;
+        fs::write(apt.dir.join("sources.list"), sources()?).map_err(|e| e.to_string())?;
         Ok(apt)
     }
 

@@ -14,10 +14,13 @@
 //! - `cross [--ours PATH] [ARCH…]`: our depmod against kmod 34.2 over the real Debian trees of
 //!   the other architectures (arm64, armhf, i386, ppc64el, s390x, mips64el, mipsel).
 //! - `bench [--runs N]`: ours vs kmod on the real tree, plain and gz/xz/zst (`bench.rs`).
+//! - `kmod-suite [--ours PATH]`: kmod 34.2's own `test-depmod`, built from Debian's
+//!   source package, run with our depmod in place of kmod's (`kmod_suite.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod apt_source;
 mod bench;
 mod cpio;
 mod cross;
@@ -26,6 +29,7 @@ mod demo;
 mod dist;
 mod fuzz;
 mod image;
+mod kmod_suite;
 mod oracle;
 mod qemu;
 mod test;
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         Some("image") => image::run_cli(&root(), &args[1..]),
         Some("qemu") => qemu::run_cli(&root(), &args[1..]),
         Some("cross") => cross::run_cli(&root(), &args[1..]),
+        Some("kmod-suite") => kmod_suite::run_cli(&root(), &args[1..]),
         _ => {
             eprintln!("usage: cargo xtask <oracle|test|demo|…>");
             return ExitCode::from(2);

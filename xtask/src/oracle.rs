@@ -40,8 +40,9 @@ pub fn run(root: &Path) -> Result<(), String> {
         fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
     let sources = apt.join("sources.list");
-    fs::write(&sources, "deb http://deb.debian.org/debian trixie main\n")
-        .map_err(|e| e.to_string())?;
+    // Trixie from the mirror this machine's apt uses for its own release.
+    let mirror = crate::apt_source::mirror(crate::apt_source::Archive::Main)?;
+    fs::write(&sources, format!("deb {mirror} trixie main\n")).map_err(|e| e.to_string())?;
     let opts = [
         format!("-oDir::Etc::sourcelist={}", sources.display()),
         "-oDir::Etc::sourceparts=/dev/null".to_string(),
