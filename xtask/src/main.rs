@@ -14,6 +14,8 @@
 //! - `cross [--ours PATH] [ARCH…]`: our depmod against kmod 34.2 over the real Debian trees of
 //!   the other architectures (arm64, armhf, i386, ppc64el, s390x, mips64el, mipsel).
 //! - `bench [--runs N]`: ours vs kmod on the real tree, plain and gz/xz/zst (`bench.rs`).
+//! - `install [--prefix DIR] [--destdir DIR] [--static]`: `sbin/depmod` and the manual
+//!   pages `depmod.8`, `depmod.d.5` under PREFIX (`/usr/local`), atomically (`install.rs`).
 //! - `kmod-suite [--ours PATH]`: kmod 34.2's own `test-depmod`, built from Debian's
 //!   source package, run with our depmod in place of kmod's (`kmod_suite.rs`).
 
@@ -29,6 +31,7 @@ mod demo;
 mod dist;
 mod fuzz;
 mod image;
+mod install;
 mod kmod_suite;
 mod oracle;
 mod qemu;
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Some("qemu") => qemu::run_cli(&root(), &args[1..]),
         Some("cross") => cross::run_cli(&root(), &args[1..]),
         Some("kmod-suite") => kmod_suite::run_cli(&root(), &args[1..]),
+        Some("install") => install::run_cli(&root(), &args[1..]),
         _ => {
             eprintln!("usage: cargo xtask <oracle|test|demo|…>");
             return ExitCode::from(2);

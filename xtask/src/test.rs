@@ -21,6 +21,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("binutils", "/usr/bin/readelf"),
     ("strace", "/usr/bin/strace"),
     ("util-linux", "/usr/bin/prlimit"),
+    // tests/man_pages.rs renders the manual pages (`groff -man -ww -z`).
+    ("groff-base", "/usr/bin/groff"),
 ];
 
 /// Installs the missing Debian packages.
