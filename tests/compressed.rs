@@ -55,7 +55,7 @@ fn run(root: &Path) -> std::process::Output {
 }
 
 fn golden() -> PathBuf {
-    debian::golden_dir().expect("../shared/golden/debian-6.1.0-56-amd64 is missing")
+    debian::golden_dir().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn check_tree(kind: Compression) {

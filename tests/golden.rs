@@ -1,8 +1,10 @@
 //! A real kernel: Debian 12's `linux-image-6.1.0-56-amd64-unsigned` (4023 modules),
 //! fetched once and cached under `target/` (see `tests/common/debian.rs`).
 //!
-//! * Our outputs must equal kmod 34.2's recorded ones (`shared/golden/…`) byte for byte,
-//!   and `-n` must print the text files in kmod's order.
+//! * Our outputs must equal kmod 34.2's byte for byte (generated once by kmod 34.2 into
+//!   `target/golden/` and checked against the sha256 sums committed in
+//!   `tests/data/golden-debian-<KVER>.MANIFEST`; see `tests/common/debian.rs`), and `-n`
+//!   must print the text files in kmod's order.
 //! * With `-e -E Module.symvers` (a copy with one symbol removed and one CRC changed, so
 //!   that both kinds of warning appear), stderr, stdout, exit status and outputs must
 //!   equal those of kmod 34.2 run on an identical tree at the same path; stderr and the
@@ -10,7 +12,8 @@
 //!
 //! Binaries: `DEPMOD_UNDER_TEST` (default: our `depmod`), `KMOD34_DEPMOD` (default
 //! `target/oracle/depmod-34.2`, made by `cargo xtask oracle`), `KMOD30_DEPMOD` (default
-//! `/usr/sbin/depmod`). `DEPMOD_GOLDEN_DIR` overrides the golden directory. Setting
+//! `/usr/sbin/depmod`). `DEPMOD_GOLDEN_DIR` names a directory of kmod 34.2's outputs to use
+//! instead of generating them (they are checked against the same sums). Setting
 //! `DEPMOD_UNDER_TEST=target/oracle/depmod-34.2` checks the tests themselves.
 
 #[path = "common/debian.rs"]
@@ -57,15 +60,7 @@ fn under_test() -> PathBuf {
 }
 
 fn kmod34() -> PathBuf {
-    let path = std::env::var_os("KMOD34_DEPMOD")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| debian::target_dir().join("oracle/depmod-34.2"));
-    assert!(
-        path.is_file(),
-        "kmod 34.2 oracle {} is missing: run `cargo xtask oracle` (or set KMOD34_DEPMOD)",
-        path.display()
-    );
-    path
+    debian::kmod34_path().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn kmod30() -> PathBuf {
@@ -81,25 +76,15 @@ fn kmod30() -> PathBuf {
 }
 
 fn golden() -> PathBuf {
-    debian::golden_dir().unwrap_or_else(|| {
-        panic!(
-            "golden outputs not found at {}/../shared/golden/debian-{KVER} \
-             (set DEPMOD_GOLDEN_DIR)",
-            debian::workspace_root().display()
-        )
-    })
+    debian::golden_dir().unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The golden files (every file but MANIFEST), sorted.
+/// The golden files (kmod 34.2's outputs, as the committed MANIFEST lists them).
 fn golden_files() -> Vec<String> {
-    let files: Vec<String> = debian::list_files(&golden())
-        .unwrap()
-        .into_iter()
-        .filter(|n| n != "MANIFEST")
-        .collect();
+    let files = debian::golden_files().unwrap_or_else(|e| panic!("{e}"));
     assert!(
         files.len() >= 11,
-        "golden directory looks incomplete: {files:?}"
+        "the MANIFEST looks incomplete: {files:?}"
     );
     files
 }

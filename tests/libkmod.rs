@@ -26,7 +26,9 @@
 //!
 //! Binaries: `KMOD30_MODPROBE` (default `/usr/sbin/modprobe`), `KMOD30_DEPMOD` (default
 //! `/usr/sbin/depmod`), `BUSYBOX` (default `/bin/busybox`, must be static).
-//! `DEPMOD_GOLDEN_DIR` overrides the golden directory.
+//! The golden files are kmod 34.2's outputs, generated once into `target/golden/` and
+//! checked against the sums in `tests/data/golden-debian-<KVER>.MANIFEST`
+//! (`DEPMOD_GOLDEN_DIR` names a directory of them to use instead).
 
 mod common;
 
@@ -113,14 +115,10 @@ fn busybox() -> PathBuf {
     )
 }
 
+/// kmod 34.2's outputs for the tree (generated once and checked against the committed
+/// sums, `tests/common/debian.rs`).
 fn golden() -> PathBuf {
-    debian::golden_dir().unwrap_or_else(|| {
-        panic!(
-            "golden outputs not found at {}/../shared/golden/debian-{KVER} \
-             (set DEPMOD_GOLDEN_DIR)",
-            debian::workspace_root().display()
-        )
-    })
+    debian::golden_dir().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn read(path: &Path) -> Vec<u8> {
@@ -300,11 +298,9 @@ impl Scratch {
         let root = self.tree("golden");
         let dir = moddir(&root);
         let golden = golden();
-        for name in debian::list_files(&golden).unwrap() {
-            if name != "MANIFEST" {
-                fs::copy(golden.join(&name), dir.join(&name))
-                    .unwrap_or_else(|e| panic!("copying golden {name}: {e}"));
-            }
+        for name in debian::golden_files().unwrap_or_else(|e| panic!("{e}")) {
+            fs::copy(golden.join(&name), dir.join(&name))
+                .unwrap_or_else(|e| panic!("copying golden {name}: {e}"));
         }
         root
     }

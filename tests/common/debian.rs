@@ -1,8 +1,8 @@
 //! The real Debian 12 kernel module tree (`6.1.0-56-amd64`), fetched with apt and cached.
 //!
 //! Shared by the integration tests (`tests/common`, `tests/golden.rs`) and by
-//! `cargo xtask demo` (included there with `#[path]`), so it uses `std` only and finds
-//! the workspace root by itself.
+//! `cargo xtask demo` and `bench` (included there with `#[path]`), so it uses `std` only
+//! and finds the workspace root by itself.
 //!
 //! Layout under `<workspace>/target/` (git-ignored; never commit a kernel package):
 //! * `debs/<pkg>_<version>_amd64.deb`: `apt-get download` results. A cached file is
@@ -12,6 +12,9 @@
 //!   `lib/modules/<kver>/` with 4023 `.ko` files and the three kbuild inputs).
 //! * `trees/debian-<kver>-headers/`: the headers package unpacked (holds
 //!   `usr/src/linux-headers-<kver>/Module.symvers`).
+//! * `golden/debian-<kver>/`: kmod 34.2's outputs for the tree, generated once by
+//!   [`golden_dir`] and checked against the sha256 sums committed in
+//!   `tests/data/golden-debian-<kver>.MANIFEST`.
 //!
 //! Concurrent tests are safe: threads of one process take turns (a mutex), and across
 //! processes downloads and unpacks happen under private temporary names and are
@@ -38,7 +41,7 @@ pub const KVER: &str = "6.1.0-56-amd64";
 pub const DEB_VERSION: &str = "6.1.192-2";
 /// The package holding the modules.
 pub const IMAGE_PACKAGE: &str = "linux-image-6.1.0-56-amd64-unsigned";
-/// sha256 of `IMAGE_PACKAGE` version `DEB_VERSION` (as recorded in the golden MANIFEST).
+/// sha256 of `IMAGE_PACKAGE` version `DEB_VERSION` (as recorded in [`golden_manifest`]).
 pub const IMAGE_SHA256: &str = "530631662c9ad84758eca2d7609cf40623309afd4bccbeb563f33e9c7f220bdf";
 /// The package holding `Module.symvers`.
 pub const HEADERS_PACKAGE: &str = "linux-headers-6.1.0-56-amd64";
@@ -62,20 +65,250 @@ pub fn target_dir() -> PathBuf {
     workspace_root().join("target")
 }
 
-/// The golden outputs of kmod 34.2 for this tree (`<workspace>/../shared/golden/…`), or
-/// `DEPMOD_GOLDEN_DIR` if set. `None` if the directory does not exist.
-pub fn golden_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("DEPMOD_GOLDEN_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => workspace_root()
-            .join("../shared/golden")
-            .join(format!("debian-{KVER}")),
-    };
-    if dir.join("MANIFEST").is_file() {
-        Some(fs::canonicalize(&dir).unwrap_or(dir))
-    } else {
-        None
+/// The committed record of kmod 34.2's outputs for this tree:
+/// `tests/data/golden-debian-<KVER>.MANIFEST` (the package, the command, and one
+/// `sha256  name` line per output file).
+pub fn golden_manifest() -> PathBuf {
+    workspace_root()
+        .join("tests/data")
+        .join(format!("golden-debian-{KVER}.MANIFEST"))
+}
+
+/// The output files named by [`golden_manifest`] with their sha256, sorted by name.
+pub fn golden_sums() -> Result<Vec<(String, String)>, String> {
+    let path = golden_manifest();
+    let text = fs::read_to_string(&path).map_err(|e| err(path.display(), e))?;
+    let mut sums = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let parsed = line.split_once("  ").filter(|(hash, name)| {
+            hash.len() == 64
+                && hash
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                && name.starts_with("modules.")
+                && !name.contains('/')
+        });
+        match parsed {
+            Some((hash, name)) => sums.push((name.to_owned(), hash.to_owned())),
+            None => return Err(format!("{}: malformed line {line:?}", path.display())),
+        }
     }
+    sums.sort();
+    if sums.is_empty() {
+        return Err(format!("{}: no `sha256  name` lines", path.display()));
+    }
+    Ok(sums)
+}
+
+/// The names of kmod 34.2's output files (from [`golden_manifest`]), sorted.
+pub fn golden_files() -> Result<Vec<String>, String> {
+    Ok(golden_sums()?.into_iter().map(|(name, _)| name).collect())
+}
+
+/// The kmod 34.2 depmod: `KMOD34_DEPMOD`, or `target/oracle/depmod-34.2` (made by
+/// `cargo xtask oracle`, which `cargo xtask test` runs first).
+pub fn kmod34_path() -> Result<PathBuf, String> {
+    let path = match std::env::var_os("KMOD34_DEPMOD") {
+        Some(p) => PathBuf::from(p),
+        None => target_dir().join("oracle/depmod-34.2"),
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "kmod 34.2 ({}) is missing: run `cargo xtask oracle` (or set KMOD34_DEPMOD)",
+            path.display()
+        ))
+    }
+}
+
+/// Where [`golden_dir`] keeps kmod 34.2's outputs: `target/golden/debian-<KVER>/`.
+pub fn golden_cache_dir() -> PathBuf {
+    target_dir().join("golden").join(format!("debian-{KVER}"))
+}
+
+/// Serialises the generation of the golden outputs inside one process.
+static GOLDEN_LOCK: Mutex<()> = Mutex::new(());
+
+/// kmod 34.2's outputs for this tree, every file checked against the sums of
+/// [`golden_manifest`] (on every call: one `sha256sum` run, about 30 ms).
+///
+/// `DEPMOD_GOLDEN_DIR`, if set, names a directory holding them. Otherwise they are
+/// generated once into [`golden_cache_dir`]: kmod 34.2 ([`kmod34_path`]) runs on a
+/// fresh copy of the cached tree (`depmod -b ROOT -C EMPTY KVER`, as the MANIFEST
+/// says), its outputs are checked and then published with an atomic `rename`, so
+/// concurrent test processes never see a partial set (a loser of the race discards its
+/// copy). A file that is missing or whose sha256 differs is an error naming it.
+pub fn golden_dir() -> Result<PathBuf, String> {
+    let sums = golden_sums()?;
+    if let Some(dir) = std::env::var_os("DEPMOD_GOLDEN_DIR") {
+        let dir = PathBuf::from(dir);
+        verify_golden(&dir, &sums).map_err(|e| format!("DEPMOD_GOLDEN_DIR: {e}"))?;
+        return Ok(fs::canonicalize(&dir).unwrap_or(dir));
+    }
+    let _guard = GOLDEN_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let dest = golden_cache_dir();
+    if !dest.is_dir() {
+        generate_golden(&dest, &sums)
+            .map_err(|e| format!("cannot generate kmod 34.2's outputs for the Debian tree: {e}"))?;
+    }
+    verify_golden(&dest, &sums).map_err(|e| {
+        format!(
+            "{e}\n(the cached outputs of kmod 34.2 were changed: remove {} and they are \
+             generated again)",
+            dest.display()
+        )
+    })?;
+    Ok(dest)
+}
+
+/// Checks every file of `sums` in `dir` (one `sha256sum` run).
+fn verify_golden(dir: &Path, sums: &[(String, String)]) -> Result<(), String> {
+    let manifest = golden_manifest();
+    for (name, _) in sums {
+        if !dir.join(name).is_file() {
+            return Err(format!(
+                "{}: missing (listed in {})",
+                dir.join(name).display(),
+                manifest.display()
+            ));
+        }
+    }
+    let out = Command::new("sha256sum")
+        .arg("--")
+        .args(sums.iter().map(|(name, _)| name))
+        .current_dir(dir)
+        .output()
+        .map_err(|e| err("cannot run sha256sum", e))?;
+    if !out.status.success() {
+        return Err(format!(
+            "sha256sum in {} failed: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let got: Vec<(&str, &str)> = text
+        .lines()
+        .filter_map(|l| l.split_once("  "))
+        .map(|(hash, name)| (name, hash))
+        .collect();
+    let mut bad = Vec::new();
+    for (name, want) in sums {
+        match got.iter().find(|(n, _)| n == name) {
+            Some((_, have)) if have == want => {}
+            Some((_, have)) => bad.push(format!(
+                "{}: sha256 {have}, but {} says {want}",
+                dir.join(name).display(),
+                manifest.display()
+            )),
+            None => bad.push(format!("{}: no sha256 computed", dir.join(name).display())),
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "kmod 34.2's outputs differ from the committed sums:\n  {}",
+            bad.join("\n  ")
+        ))
+    }
+}
+
+/// Runs kmod 34.2 on a fresh copy of the tree and publishes its checked outputs at
+/// `dest` (see [`golden_dir`]).
+fn generate_golden(dest: &Path, sums: &[(String, String)]) -> Result<(), String> {
+    let kmod = kmod34_path()?;
+    let base = dest
+        .parent()
+        .ok_or_else(|| format!("{} has no parent", dest.display()))?;
+    fs::create_dir_all(base).map_err(|e| err(base.display(), e))?;
+    let tmp = base.join(unique_name(&format!(
+        ".generate-{}",
+        dest.file_name().unwrap_or_default().to_string_lossy()
+    )));
+    let root = tmp.join("root");
+    let empty = tmp.join("empty-depmod.d");
+    let out_dir = tmp.join("outputs");
+    let result = (|| {
+        fs::create_dir_all(&empty).map_err(|e| err(empty.display(), e))?;
+        fs::create_dir_all(&out_dir).map_err(|e| err(out_dir.display(), e))?;
+        let moddir = fresh_copy(&root)?;
+        let inputs = list_files(&moddir)?;
+        let out = Command::new(&kmod)
+            .arg("-b")
+            .arg(&root)
+            .arg("-C")
+            .arg(&empty)
+            .arg(KVER)
+            .env("LC_ALL", "C")
+            .output()
+            .map_err(|e| err(format!("cannot run {}", kmod.display()), e))?;
+        if !out.status.success() || !out.stdout.is_empty() || !out.stderr.is_empty() {
+            return Err(format!(
+                "kmod 34.2 ({} -b {} -C {} {KVER}) exited with {}, printing:\n{}{}",
+                kmod.display(),
+                root.display(),
+                empty.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let written: Vec<String> = list_files(&moddir)?
+            .into_iter()
+            .filter(|n| !inputs.contains(n))
+            .collect();
+        let unlisted: Vec<&String> = written
+            .iter()
+            .filter(|n| !sums.iter().any(|(name, _)| name == *n))
+            .collect();
+        if !unlisted.is_empty() {
+            return Err(format!(
+                "kmod 34.2 wrote files that {} does not list: {unlisted:?}",
+                golden_manifest().display()
+            ));
+        }
+        let missing: Vec<&String> = sums
+            .iter()
+            .map(|(name, _)| name)
+            .filter(|n| !written.contains(n))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "kmod 34.2 did not write {missing:?} (listed in {})",
+                golden_manifest().display()
+            ));
+        }
+        for (name, _) in sums {
+            let from = moddir.join(name);
+            fs::rename(&from, out_dir.join(name))
+                .map_err(|e| err(format!("kmod 34.2 output {}", from.display()), e))?;
+        }
+        verify_golden(&out_dir, sums)
+            .map_err(|e| format!("{e}\n(kept in {} for a look)", out_dir.display()))?;
+        match fs::rename(&out_dir, dest) {
+            Ok(()) => Ok(()),
+            // Another process published its (equally checked) copy first.
+            Err(_) if dest.is_dir() => Ok(()),
+            Err(e) => Err(err(format!("rename to {}", dest.display()), e)),
+        }
+    })();
+    // Keep rejected outputs for a look; everything else goes.
+    let rejected =
+        result.is_err() && fs::read_dir(&out_dir).is_ok_and(|mut entries| entries.next().is_some());
+    if !rejected {
+        let _ = fs::remove_dir_all(&tmp);
+    } else {
+        let _ = fs::remove_dir_all(&root);
+        let _ = fs::remove_dir_all(&empty);
+    }
+    result
 }
 
 /// A name no other process or thread will pick: `<prefix>.<pid>.<counter>.<nanos>`.
