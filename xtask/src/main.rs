@@ -18,12 +18,14 @@
 //!   pages `depmod.8`, `depmod.d.5` under PREFIX (`/usr/local`), atomically (`install.rs`).
 //! - `kmod-suite [--ours PATH]`: kmod 34.2's own `test-depmod`, built from Debian's
 //!   source package, run with our depmod in place of kmod's (`kmod_suite.rs`).
+//! - `callers [--ours PATH] [CHECK…]`: kbuild, mkinitramfs, dracut, DKMS … run with ours and kmod 34.2 (`callers.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod apt_source;
 mod bench;
+mod callers;
 mod cpio;
 mod cross;
 mod debs;
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
         Some("cross") => cross::run_cli(&root(), &args[1..]),
         Some("kmod-suite") => kmod_suite::run_cli(&root(), &args[1..]),
         Some("install") => install::run_cli(&root(), &args[1..]),
+        Some("callers") => callers::run_cli(&root(), &args[1..]),
         _ => {
             eprintln!("usage: cargo xtask <oracle|test|demo|…>");
             return ExitCode::from(2);

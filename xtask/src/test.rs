@@ -79,6 +79,7 @@ pub fn run_all(root: &Path) -> Result<(), String> {
         .current_dir(root))?;
     // kmod 34.2's own test-depmod, built from Debian's source, with our depmod.
     crate::kmod_suite::run_cli(root, &[])?;
+    crate::callers::run_cli(root, &[])?;
     // no_std build for thumbv7em, static musl binaries, QEMU boots (`dist.rs`).
     crate::dist::ci(root)?;
     // Real Debian trees of every other architecture, against kmod 34.2 (`cross.rs`),
