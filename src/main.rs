@@ -35,10 +35,10 @@ use depmod::host::{self, sys, Options, Report};
 /// On musl (the static dist binaries), dlmalloc instead of musl's own allocator,
 /// which returns memory to the kernel so eagerly that it costs a third of the run
 /// time (Cargo.toml has the numbers). Feature `musl-dlmalloc`, which `dist --tiny`
-/// leaves out for size.
+/// leaves out for size. On our own page source, not dlmalloc's: see [`heap`].
 #[cfg(all(target_env = "musl", feature = "musl-dlmalloc"))]
 #[global_allocator]
-static GLOBAL: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+static GLOBAL: heap::Heap = heap::Heap::new();
 
 /// Without std and without dlmalloc: the C library's allocator.
 #[cfg(all(
@@ -47,6 +47,196 @@ static GLOBAL: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
 ))]
 #[global_allocator]
 static GLOBAL: no_std_rt::LibcAlloc = no_std_rt::LibcAlloc;
+
+/// dlmalloc on a page source of our own. dlmalloc's (`dlmalloc::GlobalDlmalloc`)
+/// gives memory back by shrinking a mapping in place, `mremap(ptr, old, new, 0)`.
+/// qemu-user emulates that wrongly for 32-bit guests on 64-bit hosts, whose whole
+/// address space it reserves up front (Debian 12 has qemu 7.2; the upstream fix,
+/// "linux-user: fix mremap unmapping adjacent region", was reviewed in October
+/// 2025): it re-reserves the `old - new` bytes *after the old end* of the mapping
+/// instead of the tail given up, so whatever was mapped next to it (another heap
+/// segment, a thread's stack) silently becomes inaccessible. The armv7 binary under
+/// `qemu-arm-static` then died with SIGSEGV reading a dlmalloc segment header, or
+/// spun forever on a write to such a page (qemu takes the fault for a race on a page
+/// it believes writable and retries; SIGTERM stays queued). [`Pages`] gives a tail
+/// back with `munmap`, which is what the shrinking `mremap` does on Linux and which
+/// qemu-user emulates correctly, and moves mappings only with `MREMAP_MAYMOVE`
+/// (also correct there).
+#[cfg(all(feature = "musl-dlmalloc", target_os = "linux"))]
+#[cfg_attr(not(target_env = "musl"), allow(dead_code))]
+#[allow(unsafe_code)]
+mod heap {
+    use core::alloc::{GlobalAlloc, Layout};
+    use core::cell::UnsafeCell;
+    use core::ptr;
+
+    /// Anonymous private mappings, for dlmalloc's segments and large chunks.
+    pub struct Pages;
+
+    // SAFETY: `alloc` returns fresh zeroed read-write mappings of the size it
+    // reports (or null); `remap`, `free_part` and `free` act only on mappings that
+    // dlmalloc got from `alloc` or `remap`, with the sizes it got them with.
+    unsafe impl dlmalloc::Allocator for Pages {
+        fn alloc(&self, size: usize) -> (*mut u8, usize, u32) {
+            // SAFETY: a new anonymous mapping where the kernel chooses; touches
+            // nothing that exists.
+            let p = unsafe {
+                libc::mmap(
+                    ptr::null_mut(),
+                    size,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                (ptr::null_mut(), 0, 0)
+            } else {
+                (p.cast(), size, 0)
+            }
+        }
+
+        fn remap(&self, ptr: *mut u8, oldsize: usize, newsize: usize, can_move: bool) -> *mut u8 {
+            // Never in place (flags 0): a shrink in place is what qemu-user breaks.
+            // dlmalloc asks only with `can_move` (realloc of a mapped chunk); when
+            // it does not, null makes it allocate, copy and free instead.
+            if !can_move {
+                return ptr::null_mut();
+            }
+            // SAFETY: `ptr` is a mapping of `oldsize` bytes from `alloc` or `remap`.
+            let p = unsafe { libc::mremap(ptr.cast(), oldsize, newsize, libc::MREMAP_MAYMOVE) };
+            if p == libc::MAP_FAILED {
+                ptr::null_mut()
+            } else {
+                p.cast()
+            }
+        }
+
+        fn free_part(&self, ptr: *mut u8, oldsize: usize, newsize: usize) -> bool {
+            // SAFETY: `ptr` is a mapping of `oldsize > newsize` bytes; its tail past
+            // `newsize` (page-aligned: dlmalloc trims whole granules) is unmapped,
+            // nothing else.
+            unsafe { libc::munmap(ptr.add(newsize).cast(), oldsize - newsize) == 0 }
+        }
+
+        fn free(&self, ptr: *mut u8, size: usize) -> bool {
+            // SAFETY: `ptr` is a whole mapping of `size` bytes that dlmalloc gives up.
+            unsafe { libc::munmap(ptr.cast(), size) == 0 }
+        }
+
+        fn can_release_part(&self, _flags: u32) -> bool {
+            true
+        }
+
+        fn allocates_zeros(&self) -> bool {
+            true
+        }
+
+        fn page_size(&self) -> usize {
+            4096
+        }
+    }
+
+    /// One dlmalloc heap on [`Pages`] for the whole process, behind a mutex (the
+    /// loading workers allocate concurrently).
+    pub struct Heap {
+        lock: UnsafeCell<libc::pthread_mutex_t>,
+        dl: UnsafeCell<dlmalloc::Dlmalloc<Pages>>,
+    }
+
+    // SAFETY: `dl` is only reached through `with`, under `lock`.
+    unsafe impl Sync for Heap {}
+
+    impl Heap {
+        pub const fn new() -> Heap {
+            Heap {
+                lock: UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER),
+                dl: UnsafeCell::new(dlmalloc::Dlmalloc::new_with_allocator(Pages)),
+            }
+        }
+
+        fn with<R>(&self, f: impl FnOnce(&mut dlmalloc::Dlmalloc<Pages>) -> R) -> R {
+            // SAFETY: the mutex was statically initialised and stays at its address
+            // (the `Heap` is a static, or outlives its users in the tests); a
+            // normal mutex locked and unlocked by the same thread cannot fail.
+            // Holding it, this thread is the only one using `dl`; `f` does not
+            // allocate through this heap again (dlmalloc does not recurse).
+            unsafe {
+                libc::pthread_mutex_lock(self.lock.get());
+                let r = f(&mut *self.dl.get());
+                libc::pthread_mutex_unlock(self.lock.get());
+                r
+            }
+        }
+    }
+
+    // SAFETY: dlmalloc returns blocks of the requested size and alignment, or null,
+    // and frees or resizes only blocks it returned, as `GlobalAlloc` requires.
+    unsafe impl GlobalAlloc for Heap {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            self.with(|dl| dl.malloc(layout.size(), layout.align()))
+        }
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            self.with(|dl| dl.calloc(layout.size(), layout.align()))
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            self.with(|dl| dl.free(ptr, layout.size(), layout.align()))
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            self.with(|dl| dl.realloc(ptr, layout.size(), layout.align(), new_size))
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// Grows, shrinks and frees large blocks from two threads at once: dlmalloc
+        /// maps, remaps (moving) and trims segments through `Pages`; every block
+        /// keeps its contents.
+        #[test]
+        fn heap_grows_shrinks_and_trims_across_threads() {
+            static HEAP: Heap = Heap::new();
+            let work = |seed: u8| {
+                for round in 0..8usize {
+                    let sizes = [100usize, 70_000, 300_000, 3 << 20, 9 << 20];
+                    let mut blocks = std::vec::Vec::new();
+                    for (i, &size) in sizes.iter().enumerate() {
+                        let layout = Layout::from_size_align(size, 16).unwrap();
+                        // SAFETY: a non-zero size.
+                        let p = unsafe { HEAP.alloc(layout) };
+                        assert!(!p.is_null());
+                        let fill = seed ^ (round + i) as u8;
+                        // SAFETY: `p` holds `size` bytes.
+                        unsafe { p.write_bytes(fill, size) };
+                        blocks.push((p, layout, fill));
+                    }
+                    // Shrink the large ones (mapped chunks: `remap`), then check.
+                    for (p, layout, fill) in blocks.iter_mut() {
+                        let new = (layout.size() / 3).max(1);
+                        // SAFETY: `p` came from `HEAP` with `layout`.
+                        let q = unsafe { HEAP.realloc(*p, *layout, new) };
+                        assert!(!q.is_null());
+                        // SAFETY: `q` holds `new` bytes, the first ones kept.
+                        let kept = unsafe { core::slice::from_raw_parts(q, new) };
+                        assert!(kept.iter().all(|b| b == fill));
+                        *p = q;
+                        *layout = Layout::from_size_align(new, 16).unwrap();
+                    }
+                    for (p, layout, _) in blocks {
+                        // SAFETY: `p` came from `HEAP` with `layout`.
+                        unsafe { HEAP.dealloc(p, layout) };
+                    }
+                }
+            };
+            std::thread::scope(|s| {
+                s.spawn(|| work(0x5a));
+                work(0xa5);
+            });
+        }
+    }
+}
 
 /// kmod 34.2's long options, in its table order (glibc lists ambiguous matches in
 /// this order). The char is the equivalent short option; `true` = takes an argument.

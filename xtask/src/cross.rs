@@ -10,13 +10,19 @@
 //! exit status. Both get an empty `-C` directory, so the host's depmod.d is not read.
 //!
 //! `--ours PATH` runs that binary instead of the release build (`cargo xtask test`
-//! gives it the static dist binary, which is what a cross build would run).
+//! gives it the static dist binary, which is what a cross build would run). A binary
+//! built for another architecture than the host's (`target/dist/depmod-armv7`) runs
+//! through Debian's qemu-user, as it would in a foreign-architecture chroot; its
+//! system calls are logged (`-strace`) and checked for the one qemu-user gets wrong
+//! ([`check_qemu_log`]). Every depmod run is killed after [`TIMEOUT`]: a process
+//! spinning under qemu-user ignores SIGTERM.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::Instant;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::debs::Apt;
 
@@ -99,7 +105,7 @@ pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
             .collect::<Result<_, _>>()?
     };
     let ours = match ours {
-        Some(p) => p,
+        Some(p) => fs::canonicalize(&p).map_err(|e| format!("{}: {e}", p.display()))?,
         None => {
             crate::run(
                 Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
@@ -109,8 +115,16 @@ pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
             root.join("target/release/depmod")
         }
     };
+    let emulator = qemu_user_for(&ours)?;
     crate::oracle::run(root)?;
-    let kmod = root.join("target/oracle/depmod-34.2");
+    let kmod = Runner {
+        program: root.join("target/oracle/depmod-34.2"),
+        qemu: None,
+    };
+    let ours = Runner {
+        program: ours,
+        qemu: emulator.map(|qemu| (qemu, root.join("target/cross/qemu-strace.log"))),
+    };
     let config = root.join("target/cross/empty-depmod.d");
     fs::create_dir_all(&config).map_err(|e| e.to_string())?;
 
@@ -146,7 +160,11 @@ pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
         }
         rows.push((t.arch, elf, kver, count, timing));
     }
-    println!("\ncross: our depmod (x86_64 host) against kmod 34.2 on Debian 12 trees");
+    let how = match &ours.qemu {
+        Some((qemu, _)) => format!("under {qemu}"),
+        None => format!("{} host", std::env::consts::ARCH),
+    };
+    println!("\ncross: our depmod ({how}) against kmod 34.2 on Debian 12 trees");
     println!(
         "{:9} {:22} {:24} {:>7} {:>6} {:>16} {:>16}",
         "arch", "modules", "kernel", "count", "files", "ours/kmod", "-e -F ours/kmod"
@@ -258,16 +276,161 @@ fn remove_outputs(moddir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// How long one depmod run may take. The slowest, ours under qemu-user on the
+/// largest tree, takes about a second; kmod natively half that.
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A depmod to run: natively, or through qemu-user (emulator, `-strace` log file).
+struct Runner {
+    program: PathBuf,
+    qemu: Option<(&'static str, PathBuf)>,
+}
+
+impl Runner {
+    fn command(&self, args: &[String]) -> Command {
+        let mut cmd = match &self.qemu {
+            None => Command::new(&self.program),
+            Some((qemu, log)) => {
+                let mut c = Command::new(qemu);
+                c.arg("-strace").arg("-D").arg(log).arg(&self.program);
+                c
+            }
+        };
+        cmd.args(args);
+        cmd
+    }
+}
+
+/// The qemu-user emulator `bin` needs on this host, if any (installed when missing).
+fn qemu_user_for(bin: &Path) -> Result<Option<&'static str>, String> {
+    let head = fs::read(bin).map_err(|e| format!("{}: {e}", bin.display()))?;
+    let (Some(b"\x7fELF"), Some(&data), Some(m)) = (head.get(..4), head.get(5), head.get(18..20))
+    else {
+        return Err(format!("{}: not an ELF executable", bin.display()));
+    };
+    let machine = if data == 2 {
+        u16::from_be_bytes([m[0], m[1]])
+    } else {
+        u16::from_le_bytes([m[0], m[1]])
+    };
+    let host = match std::env::consts::ARCH {
+        "x86_64" => 62,
+        "aarch64" => 183,
+        "arm" => 40,
+        _ => 0,
+    };
+    if machine == host {
+        return Ok(None);
+    }
+    let qemu = match machine {
+        40 => "qemu-arm-static",
+        183 => "qemu-aarch64-static",
+        62 => "qemu-x86_64-static",
+        _ => {
+            return Err(format!(
+                "{}: ELF machine {machine}, no qemu-user for it here",
+                bin.display()
+            ))
+        }
+    };
+    crate::test::ensure_packages(&[("qemu-user-static", "/usr/bin/qemu-arm-static")])?;
+    Ok(Some(qemu))
+}
+
+/// Fails if ours, under qemu-user, shrank a mapping in place (`mremap` without
+/// `MREMAP_MAYMOVE` to a smaller size). qemu-user emulates that wrongly for 32-bit
+/// guests on 64-bit hosts (Debian 12 has 7.2; the fix was reviewed upstream in
+/// October 2025): it takes away the pages after the mapping's *old* end instead of
+/// its tail, so whatever was mapped there (a heap segment, a thread stack) faults.
+/// The armv7 binary died with SIGSEGV or spun forever on that while dlmalloc ran on
+/// its own page source; our allocator (src/main.rs, `heap`) never does it, and this
+/// keeps it so whatever the address layout of a run (on which the crash depended).
+fn check_qemu_log(log: &Path) -> Result<(), String> {
+    let text = fs::read_to_string(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    for line in text.lines() {
+        let Some(at) = line.find(" mremap(") else {
+            continue;
+        };
+        let args: Vec<u64> = line[at + " mremap(".len()..]
+            .split([',', ')'])
+            .take(4)
+            .map(|a| {
+                let a = a.trim();
+                match a.strip_prefix("0x") {
+                    Some(hex) => u64::from_str_radix(hex, 16).unwrap_or(0),
+                    None => a.parse().unwrap_or(0),
+                }
+            })
+            .collect();
+        if let [_, old, new, flags] = args[..] {
+            const MREMAP_MAYMOVE: u64 = 1;
+            if new < old && flags & MREMAP_MAYMOVE == 0 {
+                return Err(format!(
+                    "ours shrank a mapping in place under qemu-user, which corrupts \
+                     the neighbouring mapping there: {}",
+                    line.trim()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a command to completion with its output captured, killing it (SIGKILL)
+/// after [`TIMEOUT`].
+fn output_with_timeout(mut cmd: Command) -> Result<Output, String> {
+    let name = format!("{:?}", cmd.get_program());
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{name}: {e}"))?;
+    fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| format!("{name}: {e}"))? {
+            break status;
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{name}: no result after {TIMEOUT:?}, killed"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
 /// Runs one depmod on a clean module directory; returns its output, the files it
 /// wrote (name → bytes) and its wall time. The outputs are removed again after.
-fn run_depmod(bin: &Path, args: &[String], moddir: &Path) -> Result<(Output, Files, f64), String> {
+fn run_depmod(
+    runner: &Runner,
+    args: &[String],
+    moddir: &Path,
+) -> Result<(Output, Files, f64), String> {
     remove_outputs(moddir)?;
     let start = Instant::now();
-    let out = Command::new(bin)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{}: {e}", bin.display()))?;
+    let out = output_with_timeout(runner.command(args))
+        .map_err(|e| format!("{}: {e}", runner.program.display()))?;
     let took = start.elapsed().as_secs_f64();
+    if let Some((_, log)) = &runner.qemu {
+        check_qemu_log(log)?;
+    }
     let mut files = BTreeMap::new();
     for e in fs::read_dir(moddir).map_err(|e| e.to_string())?.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
