@@ -139,7 +139,12 @@ impl<'a> Elf<'a> {
             shnum,
             names: (0, 0),
         };
-        let names = elf.section_info(shstrndx).ok_or(ElfError::Malformed)?;
+        // kmod reads the table's own header as any other: its name offset too must lie
+        // inside it (checked against the size just read), or the file is invalid.
+        let names = elf.header(shstrndx).ok_or(ElfError::Malformed)?;
+        if u64::from(names.name) >= names.size {
+            return Err(ElfError::Malformed);
+        }
         let bytes = range(data, names.offset, names.size).ok_or(ElfError::Malformed)?;
         if bytes.last() != Some(&0) {
             return Err(ElfError::Malformed);
@@ -165,8 +170,18 @@ impl<'a> Elf<'a> {
         self.machine
     }
 
-    /// Header of section `idx`, if the index is valid and the section lies in the file.
+    /// Section `idx` as kmod's `elf_get_section_info` accepts it: a valid index, the
+    /// header and the data inside the file, and the name offset inside the
+    /// section-name table (kmod rejects the section otherwise, even where the name is
+    /// never read, as for the section of a CRC).
     fn section_info(&self, idx: u16) -> Option<SectionInfo> {
+        let info = self.header(idx)?;
+        (u64::from(info.name) < self.names.1).then_some(info)
+    }
+
+    /// Header of section `idx`, if the index is valid and the section lies in the file
+    /// (the name offset unchecked).
+    fn header(&self, idx: u16) -> Option<SectionInfo> {
         if idx == 0 || idx >= self.shnum {
             return None;
         }
@@ -190,14 +205,17 @@ impl<'a> Elf<'a> {
         Some(info)
     }
 
-    /// Bytes of section `idx` (a symbol's `st_shndx`), if valid.
+    /// Bytes of section `idx` (a symbol's `st_shndx`), if valid as kmod judges it when
+    /// it reads a CRC there: a section whose name offset lies outside the section-name
+    /// table is invalid too.
     pub fn section_by_index(&self, idx: u16) -> Option<&'a [u8]> {
         let info = self.section_info(idx)?;
         range(self.data, info.offset, info.size)
     }
 
-    /// Bytes of the first valid section named `name` (kmod's lookup: lowest index ≥ 1
-    /// whose header is in bounds and whose name offset is inside the name table).
+    /// Bytes of the first valid section named `name` (kmod's `kmod_elf_get_section`:
+    /// lowest index ≥ 1 whose header and data are in bounds and whose name offset is
+    /// inside the name table).
     pub fn section(&self, name: &[u8]) -> Option<&'a [u8]> {
         let names = range(self.data, self.names.0, self.names.1)?;
         (1..self.shnum).find_map(|i| {
@@ -211,10 +229,15 @@ impl<'a> Elf<'a> {
         })
     }
 
-    /// Finds several sections in one pass over the section table: for each name, the
-    /// same section [`Elf::section`] would return.
+    /// The sections depmod reads, found in one pass over the section table as kmod
+    /// finds them when it opens a file (`kmod_elf_save_sections`): for each name, the
+    /// first valid section of that name ([`Elf::section`]'s). kmod keeps only its offset
+    /// and size, and every reader of these sections takes offset 0 for "not found": a
+    /// section that starts at byte 0 of the file is `None` here, and a later section
+    /// of the same name does not replace it.
     pub fn sections<const N: usize>(&self, wanted: [&[u8]; N]) -> [Option<&'a [u8]>; N] {
         let mut found = [None; N];
+        let mut seen = [false; N];
         let Some(names) = range(self.data, self.names.0, self.names.1) else {
             return found;
         };
@@ -230,9 +253,12 @@ impl<'a> Elf<'a> {
                 continue;
             };
             let name = cstr(n);
-            for (slot, w) in found.iter_mut().zip(&wanted) {
-                if slot.is_none() && name == *w {
-                    *slot = range(self.data, info.offset, info.size);
+            for ((slot, seen), w) in found.iter_mut().zip(seen.iter_mut()).zip(&wanted) {
+                if !*seen && name == *w {
+                    *seen = true;
+                    if info.offset != 0 {
+                        *slot = range(self.data, info.offset, info.size);
+                    }
                     left -= 1;
                 }
             }

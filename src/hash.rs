@@ -4,7 +4,8 @@
 //! writes `modules.dep`, `modules.alias`, `modules.symbols` … in the iteration order of
 //! those tables: bucket by bucket, keys sorted within a bucket. To be byte-identical we
 //! must reproduce the exact hash, including its little-endian 16-bit loads and the sign
-//! extension of a lone trailing byte (spec §5.1), whatever the host.
+//! extension of the trailing bytes it reads one at a time (the third of three, a lone
+//! one; spec §5.1), whatever the host.
 
 /// Number of buckets in kmod's module table; fixes the order of per-module outputs.
 pub const MODULE_BUCKETS: u32 = 512;
@@ -28,7 +29,8 @@ pub fn superfast(key: &[u8]) -> u32 {
         [a, b, c] => {
             h = h.wrapping_add(get16(a, b));
             h ^= h << 16;
-            h ^= u32::from(c) << 18;
+            // kmod shifts a (signed) `char` too.
+            h ^= ((c as i8 as i32) << 18) as u32;
             h = h.wrapping_add(h >> 11);
         }
         [a, b] => {

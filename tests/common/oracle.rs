@@ -1253,7 +1253,8 @@ pub fn strip_debug(stderr: &[u8]) -> Vec<u8> {
 }
 
 /// D: kmod 34.2 met a non-ASCII byte in an index key or value.
-fn index_fatal(o: &Outcome) -> bool {
+/// Did kmod stop with `Module index: bad character` (D)?
+pub fn index_fatal(o: &Outcome) -> bool {
     o.status == Status::Exit(1)
         && find(&o.stderr, b"depmod: FATAL: Module index: bad character").is_some()
 }
@@ -1270,7 +1271,7 @@ pub const NOT_INDEXED: &[u8] = b"which is not 7-bit ASCII and cannot be indexed;
 /// ours too, byte for byte, but for the text twin of the index it stopped in
 /// (`modules.alias` for `modules.alias.bin`: ours leaves the key out of both); and
 /// all eleven outputs are written, with no temp file left.
-fn check_index_fatal(expected: &Outcome, actual: &Outcome) -> Result<(), String> {
+pub fn check_index_fatal(expected: &Outcome, actual: &Outcome) -> Result<(), String> {
     let mut msg = String::new();
     let (e, a) = (expected.who, actual.who);
     if actual.status != Status::Exit(0) {
