@@ -58,9 +58,10 @@ pub enum Diag {
     /// Module `.0`'s alias `.1` is not 7-bit ASCII, which the index cannot hold: it
     /// is left out of modules.alias and modules.alias.bin (ERROR; kmod: FATAL).
     NonAsciiAlias(u32, Vec<u8>),
-    /// Module `.0`'s exported symbol `.1` is not 7-bit ASCII: left out of
-    /// modules.symbols and modules.symbols.bin (ERROR; kmod: FATAL).
-    NonAsciiSymbol(u32, Vec<u8>),
+    /// Module `.0`'s exported symbol `.1` is not 7-bit ASCII, or is empty: left
+    /// out of modules.symbols and modules.symbols.bin (ERROR; kmod stops the run:
+    /// FATAL, or for an empty name "Could not write index", exit 1).
+    UnindexableSymbol(u32, Vec<u8>),
     /// The module file `.0`'s path (or name) is not 7-bit ASCII: it cannot be a
     /// key or a value of modules.dep.bin, so the module is left out (ERROR; kmod:
     /// FATAL).

@@ -140,6 +140,13 @@ impl Outputs<'_, '_> {
         self.leave_out_non_ascii && !is_indexable(key)
     }
 
+    /// Would this exported symbol be left out? Besides non-ASCII names, an empty
+    /// one (a damaged `__crc_` symbol): kmod's `modules.symbols.bin` writer takes
+    /// its empty name for a failure and stops the run.
+    fn symbol_left_out(&self, name: &[u8]) -> bool {
+        self.left_out(name) || (self.leave_out_non_ascii && name.is_empty())
+    }
+
     /// A module's aliases, less those left out.
     fn aliases<'d>(&self, d: &'d ModuleData) -> impl Iterator<Item = &'d [u8]> + use<'_, 'd> {
         d.info(InfoKey::Alias).filter(|a| !self.left_out(a))
@@ -232,7 +239,7 @@ impl Outputs<'_, '_> {
             let Some(owner) = self.modules.get(s.owner as usize) else {
                 continue;
             };
-            if self.left_out(s.name) {
+            if self.symbol_left_out(s.name) {
                 continue;
             }
             out.put(b"alias symbol:");
@@ -254,12 +261,16 @@ impl Outputs<'_, '_> {
             let Some(owner) = self.modules.get(s.owner as usize) else {
                 continue;
             };
+            if s.name.is_empty() {
+                diags.push(Diag::UnindexableSymbol(s.owner, Vec::new()));
+                continue;
+            }
             match trie.insert(&key, &owner.name, s.owner) {
                 Ok(true) if self.warn_duplicates => {
                     diags.push(Diag::DuplicateSym(key.clone(), owner.name.clone()))
                 }
                 Ok(_) => {}
-                Err(_) => diags.push(Diag::NonAsciiSymbol(s.owner, s.name.to_vec())),
+                Err(_) => diags.push(Diag::UnindexableSymbol(s.owner, s.name.to_vec())),
             }
         }
         trie.write(out);

@@ -2395,6 +2395,35 @@ fn non_ascii_keys_are_left_out_of_the_indexes() {
     }
 }
 
+/// An exported symbol with an empty name (a damaged `__crc_` symbol): kmod 34.2's
+/// `modules.symbols.bin` writer takes the empty string for a failure ("Could not
+/// write index … Cannot allocate memory", exit 1, nothing written after it) or, as
+/// here, reads past it and stops on a bad character. Ours
+/// leaves that one symbol out of modules.symbols and modules.symbols.bin, says so
+/// and writes the rest (D, checked against what kmod did before it stopped).
+#[test]
+fn empty_symbol_name_is_left_out_of_the_indexes() {
+    let t = Tree::new("4.4.4");
+    t.empty_inputs();
+    t.module("kernel/w.ko", km(&["", "w_ok"], &[]).build());
+    t.module("kernel/x.ko", km(&[], &["w_ok"]).build());
+    let o = check34(&t, &[]);
+    assert_eq!(o.status, Status::Exit(1), "{}", o.stderr_str());
+    // kmod's message depends on what it finds past the empty string (undefined
+    // behaviour): "Could not write index" on a real module, a bad character here.
+    assert!(index_fatal(&o), "{}", o.stderr_str());
+    // (Not compared with `-n`: there kmod prints whatever follows the empty name.)
+    let ours = run(&subject(), &args(&t, &[]), &t.root, &RunOpts::default());
+    assert!(
+        ours.stderr_str().ends_with(
+            "/kernel/w.ko: an exported symbol with an empty name cannot be indexed; \
+             left out of modules.symbols and modules.symbols.bin\n"
+        ),
+        "{}",
+        ours.stderr_str()
+    );
+}
+
 /// A missing module directory.
 #[test]
 fn missing_moddir() {

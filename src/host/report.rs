@@ -206,7 +206,15 @@ impl Report {
                 Error,
                 &[path(i), b": alias ", a, &not_ascii(a), b"modules.alias and modules.alias.bin"],
             ),
-            Diag::NonAsciiSymbol(i, s) => self.log_bytes(
+            Diag::UnindexableSymbol(i, s) if s.is_empty() => self.log_bytes(
+                Error,
+                &[
+                    path(i),
+                    b": an exported symbol with an empty name cannot be indexed; left out of ",
+                    b"modules.symbols and modules.symbols.bin",
+                ],
+            ),
+            Diag::UnindexableSymbol(i, s) => self.log_bytes(
                 Error,
                 &[path(i), b": symbol ", s, &not_ascii(s), b"modules.symbols and modules.symbols.bin"],
             ),

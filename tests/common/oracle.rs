@@ -1253,15 +1253,31 @@ pub fn strip_debug(stderr: &[u8]) -> Vec<u8> {
 }
 
 /// D: kmod 34.2 met a non-ASCII byte in an index key or value.
-/// Did kmod stop with `Module index: bad character` (D)?
+/// Did kmod stop on one key its index cannot hold (D)? `Module index: bad
+/// character` (FATAL) for a byte >= 0x80; `Could not write index` for an exported
+/// symbol with an empty name (its writer takes the empty string for a failure).
 pub fn index_fatal(o: &Outcome) -> bool {
-    o.status == Status::Exit(1)
-        && find(&o.stderr, b"depmod: FATAL: Module index: bad character").is_some()
+    index_stop(o).is_some()
+}
+
+/// Where kmod's messages about the key it stopped on begin in its stderr, and the
+/// index it was writing when it names it.
+fn index_stop(o: &Outcome) -> Option<(usize, Option<String>)> {
+    if o.status != Status::Exit(1) {
+        return None;
+    }
+    if let Some(at) = find(&o.stderr, b"depmod: FATAL: Module index: bad character") {
+        return Some((at, None));
+    }
+    let marker = b"depmod: ERROR: Could not write index 'modules.symbols.bin'";
+    let at = find(&o.stderr, marker)?;
+    let start = find(&o.stderr, b"depmod: ERROR: output symbols: ").unwrap_or(at);
+    Some((start.min(at), Some("modules.symbols.bin".to_string())))
 }
 
 /// What ours says of each key it leaves out of an index (README "Differences from
 /// kmod", D).
-pub const NOT_INDEXED: &[u8] = b"which is not 7-bit ASCII and cannot be indexed; left out of ";
+pub const NOT_INDEXED: &[u8] = b"cannot be indexed; left out of ";
 
 /// D: where kmod 34.2 stops with `Module index: bad character` (FATAL, exit 1), ours
 /// leaves the key out, says so, and writes everything else, exit 0. Checked against
@@ -1284,10 +1300,8 @@ pub fn check_index_fatal(expected: &Outcome, actual: &Outcome) -> Result<(), Str
             diff_text(e, &expected.stdout, a, &actual.stdout)
         );
     }
-    let before_fatal = expected
-        .stderr
-        .get(..find(&expected.stderr, b"depmod: FATAL: Module index").unwrap_or(0))
-        .unwrap_or_default();
+    let (stop, named) = index_stop(expected).unwrap_or((0, None));
+    let before_fatal = expected.stderr.get(..stop).unwrap_or_default();
     let (left_out, rest): (Vec<&[u8]>, Vec<&[u8]>) = actual
         .stderr
         .split_inclusive(|&c| c == b'\n')
@@ -1301,10 +1315,17 @@ pub fn check_index_fatal(expected: &Outcome, actual: &Outcome) -> Result<(), Str
         );
     }
     // The index kmod was writing when it stopped: its temp file stays behind.
-    let stopped_in = expected.files.keys().find_map(|k| {
-        k.strip_suffix(".<tmp>")
-            .map(|index| index.strip_suffix(".bin").unwrap_or(index).to_string())
-    });
+    // The text twin of the index kmod stopped in: the index is named by the
+    // temp file kmod left behind, or by its message.
+    let twin_of = |index: &str| index.strip_suffix(".bin").unwrap_or(index).to_string();
+    let stopped_in = expected
+        .files
+        .keys()
+        .find_map(|k| k.strip_suffix(".<tmp>").map(twin_of))
+        .or_else(|| {
+            let twin = format!("/{}", twin_of(named.as_deref()?));
+            expected.files.keys().find(|k| k.ends_with(&twin)).cloned()
+        });
     for (k, v) in &expected.files {
         let Effect::Written(content, _) = v else {
             continue;
