@@ -1,5 +1,5 @@
 //! Alias normalisation for `modules.alias.bin` and `modules.builtin.alias.bin`
-//! (spec §7.4): dashes become underscores except inside `[...]` character classes,
+//! (compat §7.4): dashes become underscores except inside `[...]` character classes,
 //! because libkmod normalises the name it looks up the same way.
 
 use alloc::vec::Vec;

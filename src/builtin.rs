@@ -1,4 +1,4 @@
-//! `modules.builtin` and `modules.builtin.modinfo` → their indexes (spec §7.8, §7.9).
+//! `modules.builtin` and `modules.builtin.modinfo` → their indexes (compat §7.8, §7.9).
 //!
 //! Both parsers follow kmod's stdio loops byte for byte, quirks included: libkmod
 //! reads these indexes to tell "built in" from "missing", so a different key set

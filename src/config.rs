@@ -1,4 +1,4 @@
-//! depmod.d configuration text → directives (spec §2.1).
+//! depmod.d configuration text → directives (compat §2.1).
 //!
 //! The host collects the files (search path, `-C`, name order); this module parses
 //! each one's bytes. Lists are kept in kmod's in-memory order — every directive

@@ -3,7 +3,7 @@
 //! depmod needs very little of ELF: the section header table, sections found by
 //! name, symbol table entries and C strings. This view checks every offset against
 //! the file before reading it and never copies: everything it hands out borrows from
-//! the module bytes. Its acceptance rules are kmod's (spec §3.2), so a file kmod
+//! the module bytes. Its acceptance rules are kmod's (compat §3.2), so a file kmod
 //! rejects is rejected here with the same error kind, and one kmod reads is read.
 
 use scroll::{Endian, Pread};

@@ -5,7 +5,7 @@
 //! those tables: bucket by bucket, keys sorted within a bucket. To be byte-identical we
 //! must reproduce the exact hash, including its little-endian 16-bit loads and the sign
 //! extension of the trailing bytes it reads one at a time (the third of three, a lone
-//! one; spec §5.1), whatever the host.
+//! one; compat §5.1), whatever the host.
 
 /// Number of buckets in kmod's module table; fixes the order of per-module outputs.
 pub const MODULE_BUCKETS: u32 = 512;
@@ -64,7 +64,7 @@ pub fn bucket(key: &[u8], buckets: u32) -> u32 {
 mod tests {
     use super::*;
 
-    /// The vectors of spec §5.1, checked there against a C transcription of kmod's hash
+    /// Vectors checked against a C transcription of kmod's hash (compat §5.1)
     /// and against the order real depmod prints.
     #[test]
     fn spec_vectors() {

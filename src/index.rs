@@ -1,4 +1,4 @@
-//! kmod's binary index format (`modules.*.bin`, spec §8): a radix trie of 7-bit keys,
+//! kmod's binary index format (`modules.*.bin`, compat §8): a radix trie of 7-bit keys,
 //! each key holding values ordered by priority.
 //!
 //! [`Trie`] builds the canonical shape; [`Trie::write`] streams it in kmod 34's
@@ -402,7 +402,7 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    /// The worked example of spec §8.5, checked there against kmod 34.2's output.
+    /// The worked example of compat §8.5, checked against kmod 34.2's output.
     #[test]
     fn worked_example_preorder() {
         let mut t = Trie::new();

@@ -1,5 +1,5 @@
-//! The set of modules: which file wins for each module name (spec §2.4), and the
-//! final module order — kmod's hash-table order, then `modules.order` (spec §5).
+//! The set of modules: which file wins for each module name (compat §2.4), and the
+//! final module order — kmod's hash-table order, then `modules.order` (compat §5).
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;

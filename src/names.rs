@@ -1,4 +1,4 @@
-//! Names derived from module paths (spec §2.3): the module name that keys every
+//! Names derived from module paths (compat §2.3): the module name that keys every
 //! index, and the "uncompressed relative path" matched against `modules.order`.
 
 use alloc::vec::Vec;

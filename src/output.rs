@@ -1,4 +1,4 @@
-//! The output files (spec §7): each generated into a byte [`Sink`], in kmod's order
+//! The output files (compat §7): each generated into a byte [`Sink`], in kmod's order
 //! and format. The binary decides where the bytes go (a temp file, or stdout for
 //! `-n`) and words the diagnostics.
 //!

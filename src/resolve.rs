@@ -1,4 +1,4 @@
-//! Symbols → dependencies (spec §4, §6): the symbol table, each module's direct
+//! Symbols → dependencies (compat §4, §6): the symbol table, each module's direct
 //! dependencies, kmod's topological numbering, the full dependency lists, and the
 //! cycle report when there is no order.
 
@@ -226,7 +226,7 @@ pub fn resolve<'a>(
         }
     }
 
-    // Topological numbering (spec §6.1): users before what they use, LIFO.
+    // Topological numbering (compat §6.1): users before what they use, LIFO.
     let mut left = users.clone();
     let mut stack: Vec<u32> = (0..n as u32)
         .zip(&left)
@@ -283,14 +283,14 @@ pub fn resolve<'a>(
 }
 
 /// Upper bound on the steps of the cycle report. kmod's algorithm can loop forever
-/// (spec §6.4); a legitimate report of even a huge graph needs far fewer steps.
+/// (compat §6.4); a legitimate report of even a huge graph needs far fewer steps.
 const CYCLE_STEP_BUDGET: usize = 1 << 22;
 /// Upper bound on the module names printed in cycle reports. In some graphs kmod
 /// prints ever longer "Cycle detected" lines forever; we stop after this many names
 /// (the lines printed until then are kmod's).
 const CYCLE_NAME_BUDGET: usize = 1 << 17;
 
-/// kmod's cycle report, reproduced step for step (spec §6.4), including its head
+/// kmod's cycle report, reproduced step for step (compat §6.4), including its head
 /// rotation when removing from the circular root list. Where kmod would abort on its
 /// stack assertion or never terminate, we stop with [`Diag::CycleReportAborted`].
 fn report_cycles(deps: &[Vec<u32>], left: &[u32], diags: &mut Vec<Diag>) {

@@ -1,4 +1,4 @@
-//! Kernel symbols from `-E Module.symvers` or `-F System.map` (spec §4.3).
+//! Kernel symbols from `-E Module.symvers` or `-F System.map` (compat §4.3).
 //!
 //! Both are read line by line the way kmod's `fgets` loop does; names borrow from the
 //! file's bytes. Prefix stripping (`-P`) is applied here as kmod does on insertion.

@@ -27,7 +27,7 @@ use std::process::{Command, Output};
 
 use debian::{first_difference, KVER};
 
-/// The text outputs, in the order kmod prints them with `-n` (spec §1.6).
+/// The text outputs, in the order kmod prints them with `-n` (compat §1.6).
 const DRY_RUN_ORDER: &[&str] = &[
     "modules.dep",
     "modules.alias",

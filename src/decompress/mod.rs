@@ -1,6 +1,6 @@
 //! Compressed modules (`.ko.gz`, `.ko.xz`, `.ko.zst`).
 //!
-//! The format is chosen by magic bytes, never by suffix (spec §3.1); the suffix only
+//! The format is chosen by magic bytes, never by suffix (compat §3.1); the suffix only
 //! makes a file a candidate. Each decoder sits behind a cargo feature and writes into
 //! a caller-owned buffer (one per worker, reused), refusing to grow it past a limit,
 //! so a decompression bomb costs at most that much memory.

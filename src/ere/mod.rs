@@ -2,7 +2,7 @@
 //! `regcomp(REG_EXTENDED | REG_NOSUB)` + `regexec(…, 0, NULL, 0)` match them in the C locale.
 //!
 //! depmod.d's `override` and `external` lines compare the kernel version against a
-//! pattern this way (spec §2.1): an unanchored search whose only result is
+//! pattern this way (compat §2.1): an unanchored search whose only result is
 //! "matches / does not match", and a pattern that fails to compile never matches.
 //!
 //! Supported syntax, with glibc's exact acceptance rules and error codes:

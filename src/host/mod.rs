@@ -1,6 +1,6 @@
 //! The host side (feature `host`): files, directories, threads and messages around
 //! the I/O-free core, on libc alone ([`sys`]). [`run`] is kmod's `depmod` main flow
-//! (spec §1.4), step by step.
+//! (compat §1.4), step by step.
 
 use alloc::format;
 use alloc::vec;
@@ -539,7 +539,7 @@ fn write_outputs(
     0
 }
 
-/// `-A`: are all modules older than `modules.dep`? (spec §1.5)
+/// `-A`: are all modules older than `modules.dep`? (compat §1.5)
 ///
 /// Walks like kmod's `depfile_up_to_date_dir` (each directory in name order, as
 /// the main walk), including its messages — whose path

@@ -1,4 +1,4 @@
-//! Finding inputs on disk: depmod.d files (spec §2.1) and module files (spec §2.2),
+//! Finding inputs on disk: depmod.d files (compat §2.1) and module files (compat §2.2),
 //! in kmod's order and with its messages.
 
 use alloc::format;
