@@ -4,7 +4,7 @@
  * system's order.
  *
  * kmod walks the module tree in readdir order, and two things depend on it:
- * which of two equally ranked duplicate modules wins (spec 2.4) and the order
+ * which of two equally ranked duplicate modules wins (compat §2.4) and the order
  * of its messages about directory entries. Our depmod walks each directory in
  * name order, so that those are the same on every file system; kmod run with
  * this shim is the oracle for exactly that walk.
