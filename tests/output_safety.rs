@@ -3,7 +3,8 @@
 //! directory is fsynced.
 //!
 //! * SIGKILL at many points of the write phase: every output file is then the complete
-//!   old one or the complete new one, and the next run leaves no temp file.
+//!   old one or the complete new one, and the next complete run removes the temp
+//!   files the killed runs left (and no other file).
 //! * A full file system and a read-only output directory: exit 1, one clear message
 //!   naming the file, the old files intact, no temp file left.
 //! * The order of the system calls (strace): each temp file is fsynced before the first
@@ -226,6 +227,47 @@ fn sigkill_during_write_leaves_old_or_new_files() {
         left.is_empty(),
         "temp files of killed runs are still there after a complete run: {left:?}"
     );
+}
+
+/// A complete run removes the temp files of runs that are gone (killed, crashed, or
+/// kmod stopped by a FATAL: the names are the same), and only those: a live
+/// process's temp files and other names stay.
+#[test]
+fn complete_run_removes_only_dead_runs_temp_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = outdir(tmp.path());
+    fs::create_dir_all(&dir).unwrap();
+    // A pid that was just in use and now is not.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let live = std::process::id();
+    let dead_files: Vec<String> = OUTPUTS
+        .iter()
+        .map(|n| format!("{n}.{dead}.123456.1796394365"))
+        .collect();
+    let kept = [
+        format!("modules.dep.{live}.123456.1796394365"),
+        format!("modules.alias.bin.{live}.1.2"),
+        format!("modules.dep.{dead}.123456"),
+        format!("modules.dep.{dead}.1.2.3"),
+        format!("modules.dep.{dead}.x.2"),
+        format!("modules.order.{dead}.1.2"),
+        "modules.dep.orig".to_string(),
+        "modules.dep~".to_string(),
+    ];
+    for n in dead_files.iter().chain(&kept) {
+        fs::write(dir.join(n), b"left over\n").unwrap();
+    }
+    let out = command(tmp.path()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut want: Vec<String> = kept.to_vec();
+    want.sort();
+    assert_eq!(extra_files(&dir), want);
 }
 
 /// A tmpfs mounted at `path` (unmounted on drop). Panics when it cannot be mounted.

@@ -252,6 +252,56 @@ impl Dir {
     }
 }
 
+impl Dir {
+    /// A stream over the directory open at `fd`, through a duplicate of it (the
+    /// stream owns and closes the duplicate; `fd` stays open).
+    fn from_fd(fd: c_int) -> Result<Dir> {
+        // SAFETY: `fd` is an open descriptor; `F_DUPFD_CLOEXEC` returns a new one.
+        let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+        if dup < 0 {
+            return Err(Errno::last());
+        }
+        // SAFETY: `dup` is an open directory descriptor, owned by the stream from
+        // here on.
+        let dir = unsafe { libc::fdopendir(dup) };
+        if dir.is_null() {
+            let e = Errno::last();
+            // SAFETY: `fdopendir` failed, so `dup` is still ours to close.
+            unsafe { libc::close(dup) };
+            return Err(e);
+        }
+        Ok(Dir(dir))
+    }
+
+    /// The entries (without `.` and `..`), in `readdir` order.
+    fn entries(self) -> Vec<(Vec<u8>, Option<EntryType>)> {
+        let mut entries = Vec::new();
+        loop {
+            // SAFETY: `self.0` is an open directory stream, used by this thread only.
+            let entry = unsafe { libc::readdir(self.0) };
+            if entry.is_null() {
+                break;
+            }
+            // SAFETY: `readdir` returned a valid entry, alive until the next call on
+            // the stream; `d_name` is NUL-terminated within it.
+            let (name, d_type) = unsafe {
+                let name = core::ffi::CStr::from_ptr((*entry).d_name.as_ptr().cast::<c_char>());
+                (name.to_bytes(), (*entry).d_type)
+            };
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let kind = match d_type {
+                libc::DT_REG => Some(EntryType::File),
+                libc::DT_DIR => Some(EntryType::Dir),
+                _ => None,
+            };
+            entries.push((name.to_vec(), kind));
+        }
+        entries
+    }
+}
+
 impl Drop for Dir {
     fn drop(&mut self) {
         // SAFETY: the stream came from `opendir` and is closed once, here.
@@ -262,31 +312,7 @@ impl Drop for Dir {
 /// The entries of a directory (without `.` and `..`), in `readdir` order, each with
 /// its type when the file system gives it (`None`: ask `stat`).
 pub fn read_dir(path: &[u8]) -> Result<Vec<(Vec<u8>, Option<EntryType>)>> {
-    let dir = Dir::open(path)?;
-    let mut entries = Vec::new();
-    loop {
-        // SAFETY: `dir.0` is an open directory stream, used by this thread only.
-        let entry = unsafe { libc::readdir(dir.0) };
-        if entry.is_null() {
-            break;
-        }
-        // SAFETY: `readdir` returned a valid entry, alive until the next call on
-        // the stream; `d_name` is NUL-terminated within it.
-        let (name, d_type) = unsafe {
-            let name = core::ffi::CStr::from_ptr((*entry).d_name.as_ptr().cast::<c_char>());
-            (name.to_bytes(), (*entry).d_type)
-        };
-        if name == b"." || name == b".." {
-            continue;
-        }
-        let kind = match d_type {
-            libc::DT_REG => Some(EntryType::File),
-            libc::DT_DIR => Some(EntryType::Dir),
-            _ => None,
-        };
-        entries.push((name.to_vec(), kind));
-    }
-    Ok(entries)
+    Dir::open(path).map(Dir::entries)
 }
 
 /// Can the directory be opened (kmod opens it before it writes there)?
@@ -340,6 +366,12 @@ impl DirFd {
             return Err(Errno::last());
         }
         Ok(())
+    }
+
+    /// The names in this directory (without `.` and `..`), in `readdir` order.
+    pub fn names(&self) -> Result<Vec<Vec<u8>>> {
+        let entries = Dir::from_fd((self.0).0)?.entries();
+        Ok(entries.into_iter().map(|(name, _)| name).collect())
     }
 
     /// `fsync` of the directory, so that renames in it are durable.
@@ -459,6 +491,19 @@ pub fn now() -> (u64, u32) {
 pub fn pid() -> u32 {
     // SAFETY: `getpid` cannot fail.
     unsafe { libc::getpid() as u32 }
+}
+
+/// Is there no process `pid` (in this process's pid namespace)? `kill(pid, 0)`
+/// fails with `ESRCH` exactly then; a process we may not signal still exists.
+pub fn process_gone(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return true;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that `pid` exists and may be signalled.
+    unsafe { libc::kill(pid, 0) != 0 && Errno::last().0 == libc::ESRCH }
 }
 
 /// The kernel's release string (`uname -r`).

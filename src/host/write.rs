@@ -96,8 +96,52 @@ impl Staging {
         // Best effort: every file is complete and in place whether or not the
         // directory's metadata reaches the disk now.
         let _ = self.dir.sync();
+        self.remove_dead_runs_temp_files(staged.iter().map(|(_, name)| *name));
         Ok(())
     }
+
+    /// Removes the temp files that killed or crashed runs (ours or kmod's: the
+    /// names are the same) left beside `outputs`, now that this run's outputs
+    /// replace whatever those runs were writing. Only names of the exact form
+    /// `<output>.<pid>.<usec>.<sec>` whose process no longer exists are touched, so
+    /// a depmod still writing into this directory keeps its files. Best effort: a
+    /// leftover that cannot be removed changes nothing a reader sees.
+    fn remove_dead_runs_temp_files<'a>(&self, outputs: impl Iterator<Item = &'a str> + Clone) {
+        let Ok(names) = self.dir.names() else {
+            return;
+        };
+        let own = sys::pid();
+        for name in names {
+            let pid = outputs
+                .clone()
+                .find_map(|output| temp_file_pid(&name, output.as_bytes()));
+            if pid.is_some_and(|pid| pid != own && sys::process_gone(pid)) {
+                let _ = self.dir.remove(&name);
+            }
+        }
+    }
+}
+
+/// The pid in `name` if it is a temp file name of `output`:
+/// `<output>.<pid>.<usec>.<sec>`, each number plain decimal.
+fn temp_file_pid(name: &[u8], output: &[u8]) -> Option<u32> {
+    let rest = name.strip_prefix(output)?.strip_prefix(b".")?;
+    let mut numbers = rest.split(|&b| b == b'.');
+    let mut pid = None;
+    for i in 0..3 {
+        let field = numbers.next()?;
+        if field.is_empty() || field.len() > 20 || !field.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        if i == 0 {
+            let text = core::str::from_utf8(field).ok()?;
+            pid = Some(text.parse().ok()?);
+        }
+    }
+    if numbers.next().is_some() {
+        return None;
+    }
+    pid
 }
 
 impl Drop for Staging {
@@ -105,6 +149,31 @@ impl Drop for Staging {
     fn drop(&mut self) {
         for (tmp, _) in &self.staged {
             let _ = self.dir.remove(tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::temp_file_pid;
+
+    #[test]
+    fn temp_file_names_are_recognised_exactly() {
+        assert_eq!(
+            temp_file_pid(b"modules.dep.4242.17.1796394365", b"modules.dep"),
+            Some(4242)
+        );
+        for other in [
+            &b"modules.dep"[..],
+            b"modules.dep.bin.4242.17.1796394365",
+            b"modules.dep.4242.17",
+            b"modules.dep.4242.17.1796394365.1",
+            b"modules.dep.4242..1796394365",
+            b"modules.dep.42x2.17.1796394365",
+            b"modules.dep.orig",
+            b"modules.dep~",
+        ] {
+            assert_eq!(temp_file_pid(other, b"modules.dep"), None, "{other:?}");
         }
     }
 }
