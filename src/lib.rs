@@ -58,4 +58,5 @@ pub mod names;
 pub mod output;
 pub mod resolve;
 pub mod scan;
+pub mod sparse;
 pub mod symvers;

@@ -1,7 +1,14 @@
 //! Reading and scanning module files on all cores.
 //!
-//! Each worker owns one file buffer and one decompression buffer, reused for every
-//! module it takes; what survives a module is only its compact [`ModuleData`].
+//! Each worker owns one file buffer, one decompression buffer and one image buffer,
+//! reused for every module it takes; what survives a module is only its compact
+//! [`ModuleData`]. A plain module is read in part: its ELF header, its section
+//! table and the sections the scan reads (`crate::sparse`, about a fifth of the
+//! bytes of the Debian tree), into an image of the file that is zero elsewhere.
+//! Files are read (`pread`), never mapped, either way: a module truncated while we
+//! look at it (a package upgrade running meanwhile) must give a short read, not a
+//! SIGBUS; a short read sends the module down the whole-file path, which meets the
+//! file as it is then.
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -9,6 +16,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use super::sys::{self, Errno, File};
 use crate::decompress::{self, Format};
 use crate::scan::{LoadError, ModuleData};
+use crate::sparse::{self, Plan, Step};
 
 /// Decompressed modules larger than this are refused (no decompression bomb takes
 /// the machine). The largest real module (amdgpu, debug builds) is well below it.
@@ -33,14 +41,24 @@ fn read_file(file: &File, len: u64, buf: &mut Vec<u8>) -> Result<(), LoadError> 
     Ok(())
 }
 
+/// One worker's buffers, reused for every module it loads.
+#[derive(Default)]
+struct Buffers {
+    /// Whole files: compressed modules, and plain ones read whole.
+    file: Vec<u8>,
+    /// Decompressed modules.
+    unpacked: Vec<u8>,
+    /// Images of plain modules read in part (`crate::sparse`): zero wherever
+    /// nothing is read, between modules all zero. Grown without writing to it (the
+    /// allocator's zeroed pages), so only the pages ever read into are touched.
+    image: Vec<u8>,
+    decoders: decompress::Decoders,
+}
+
 /// Loads one module: reads it (decompressing by magic), scans it, keeps what the
-/// outputs need.
-fn load_one(
-    path: &[u8],
-    file_buf: &mut Vec<u8>,
-    unpacked: &mut Vec<u8>,
-    decoders: &mut decompress::Decoders,
-) -> ModuleData {
+/// outputs need. A plain module is read in part when it can be (`crate::sparse`),
+/// otherwise whole.
+fn load_one(path: &[u8], bufs: &mut Buffers) -> ModuleData {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) => return ModuleData::failed(errno_of(e)),
@@ -55,17 +73,81 @@ fn load_one(
     if len > MAX_MODULE_SIZE as u64 {
         return ModuleData::failed(LoadError::TooLarge);
     }
-    if let Err(e) = read_file(&file, len, file_buf) {
+    if len > sparse::HEAD as u64 {
+        let mut head = [0u8; sparse::HEAD];
+        // `pread` leaves the file position at 0, for the whole read below when the
+        // file is not a plain ELF file, or meets a surprise (an error, a file shorter
+        // than `fstat` said): that read then gives the verdict it gives today.
+        if file.read_at(&mut head, 0) == Ok(head.len()) && head.starts_with(b"\x7fELF") {
+            if let Some(data) = load_sparse(&file, len, &head, &mut bufs.image) {
+                return data;
+            }
+        }
+    }
+    if let Err(e) = read_file(&file, len, &mut bufs.file) {
         return ModuleData::failed(e);
     }
+    let file_buf = &bufs.file;
     match decompress::detect(file_buf) {
         None => ModuleData::failed(LoadError::Malformed),
         Some(Format::Plain) => ModuleData::from_image(file_buf),
-        Some(format) => match decoders.decompress(format, file_buf, unpacked, MAX_MODULE_SIZE) {
-            Ok(()) => ModuleData::from_image(unpacked),
-            Err(e) => ModuleData::failed(LoadError::Decompress(e)),
-        },
+        Some(format) => {
+            let unpacked = &mut bufs.unpacked;
+            match bufs
+                .decoders
+                .decompress(format, file_buf, unpacked, MAX_MODULE_SIZE)
+            {
+                Ok(()) => ModuleData::from_image(unpacked),
+                Err(e) => ModuleData::failed(LoadError::Decompress(e)),
+            }
+        }
     }
+}
+
+/// Reads and scans a plain module of `len` bytes (`head`: its first bytes) in part,
+/// into `image` (all zero on entry and on return). `None`: read it whole instead
+/// (the plan gave up, or a read failed or came short: the file changed meanwhile,
+/// and the whole read meets it as before).
+fn load_sparse(file: &File, len: u64, head: &[u8], image: &mut Vec<u8>) -> Option<ModuleData> {
+    let n = usize::try_from(len).ok()?;
+    if image.len() < n {
+        // Freshly zeroed memory (not written to: the allocator's zero pages), as much
+        // as the largest module so far, at least doubling.
+        let grown = n.max(image.len().saturating_mul(2)).min(MAX_MODULE_SIZE);
+        *image = Vec::new();
+        *image = alloc::vec![0; grown];
+    }
+    let image = image.get_mut(..n)?;
+    image.get_mut(..head.len())?.copy_from_slice(head);
+    let mut plan = Plan::new(len);
+    let result = loop {
+        match plan.next(image) {
+            Step::Read(ranges) => {
+                let complete = ranges.iter().all(|r| {
+                    let span = usize::try_from(r.start)
+                        .ok()
+                        .zip(usize::try_from(r.end).ok())
+                        .and_then(|(a, b)| image.get_mut(a..b));
+                    span.is_some_and(|s| file.read_at(s, r.start) == Ok(s.len()))
+                });
+                if !complete {
+                    break None;
+                }
+            }
+            Step::Scan => break Some(ModuleData::from_image(image)),
+            Step::Full => break None,
+        }
+    };
+    for r in plan.filled() {
+        let span = usize::try_from(r.start)
+            .ok()
+            .zip(usize::try_from(r.end).ok())
+            .and_then(|(a, b)| image.get_mut(a..b));
+        if let Some(s) = span {
+            s.fill(0);
+        }
+    }
+    result
 }
 
 /// Loads every module in `paths` (in parallel), returning results in the same order.
@@ -76,17 +158,12 @@ pub fn load_all(paths: &[&[u8]]) -> Vec<ModuleData> {
     // Each worker takes the next path and keeps (index, result) pairs; the pairs
     // are put in path order once every worker is done.
     let done = sys::run_workers(workers, &|| {
-        let mut file_buf = Vec::new();
-        let mut unpacked = Vec::new();
-        let mut decoders = decompress::Decoders::default();
+        let mut bufs = Buffers::default();
         let mut local = Vec::new();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(&path) = paths.get(i) else { break };
-            local.push((
-                i,
-                load_one(path, &mut file_buf, &mut unpacked, &mut decoders),
-            ));
+            local.push((i, load_one(path, &mut bufs)));
         }
         local
     });
@@ -98,4 +175,69 @@ pub fn load_all(paths: &[&[u8]]) -> Vec<ModuleData> {
         }
     }
     results.into_iter().map(|d| d.unwrap_or_default()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::format;
+
+    /// A file of our own with `bytes` in it, removed on drop.
+    struct Temp(std::path::PathBuf);
+    impl Temp {
+        fn new(name: &str, bytes: &[u8]) -> Temp {
+            let p = std::env::temp_dir().join(format!("depmod-load-{}-{name}", sys::pid()));
+            std::fs::write(&p, bytes).unwrap();
+            Temp(p)
+        }
+        fn path(&self) -> &[u8] {
+            self.0.to_str().unwrap().as_bytes()
+        }
+    }
+    impl Drop for Temp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// This test program: an ELF file with a section table, read in part.
+    fn elf() -> Vec<u8> {
+        let bytes = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert!(bytes.starts_with(b"\x7fELF"));
+        bytes
+    }
+
+    #[test]
+    fn a_plain_module_read_in_part_is_scanned_as_whole_and_the_image_left_zero() {
+        let bytes = elf();
+        let t = Temp::new("whole", &bytes);
+        let mut bufs = Buffers::default();
+        let got = load_one(t.path(), &mut bufs);
+        let whole = ModuleData::from_image(&bytes);
+        assert_eq!(format!("{got:?}"), format!("{whole:?}"));
+        assert!(bufs.file.is_empty(), "read whole");
+        assert!(bufs.image.len() >= bytes.len());
+        assert!(bufs.image.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn a_file_that_shrinks_meanwhile_is_read_whole_as_it_is_then() {
+        let bytes = elf();
+        let t = Temp::new("shrinks", &bytes);
+        let file = File::open(t.path()).unwrap();
+        // Cut in half after `fstat` and the header: the section table is gone.
+        let half = &bytes[..bytes.len() / 2];
+        std::fs::write(&t.0, half).unwrap();
+        let mut image = Vec::new();
+        let head = &bytes[..sparse::HEAD];
+        assert!(load_sparse(&file, bytes.len() as u64, head, &mut image).is_none());
+        assert!(image.iter().all(|&b| b == 0));
+        // What the whole read then gives: the verdict on the file as it is.
+        let mut bufs = Buffers::default();
+        let got = load_one(t.path(), &mut bufs);
+        assert_eq!(
+            format!("{got:?}"),
+            format!("{:?}", ModuleData::from_image(half))
+        );
+    }
 }

@@ -184,6 +184,29 @@ impl File {
         }
     }
 
+    /// Reads into `buf` from byte `offset` of the file (`pread`: the file position is
+    /// left alone) until `buf` is full or the file ends; returns how many bytes were
+    /// read (fewer than `buf.len()` only at the end of the file).
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
+        let mut done = 0;
+        while done < buf.len() {
+            let at = offset
+                .checked_add(done as u64)
+                .and_then(|at| libc::off_t::try_from(at).ok())
+                .ok_or(Errno(libc::EOVERFLOW))?;
+            let rest = buf.get_mut(done..).unwrap_or_default();
+            let n = retry(|| {
+                // SAFETY: `rest` is writable for its length, which is passed.
+                unsafe { libc::pread(self.0, rest.as_mut_ptr().cast::<c_void>(), rest.len(), at) }
+            })?;
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        Ok(done)
+    }
+
     /// Writes all of `bytes`.
     pub fn write_all(&self, bytes: &[u8]) -> Result<()> {
         write_all_fd(self.0, bytes)
