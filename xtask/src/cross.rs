@@ -16,6 +16,9 @@
 //! system calls are logged (`-strace`) and checked for the one qemu-user gets wrong
 //! ([`check_qemu_log`]). Every depmod run is killed after [`TIMEOUT`]: a process
 //! spinning under qemu-user ignores SIGTERM.
+//!
+//! `--matrix [BIN…]` ([`matrix`]): every host over every tree, the dist binaries
+//! by default.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -25,6 +28,14 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::debs::Apt;
+
+// Also included by `image`, `bench`, `demo` and `fuzz`: each user gets its own copy.
+#[allow(clippy::duplicate_mod)]
+#[path = "../../tests/common/debian.rs"]
+mod debian;
+#[allow(clippy::duplicate_mod, dead_code)]
+#[path = "../../tests/common/variants.rs"]
+mod variants;
 
 /// A Debian architecture and the kernel flavour taken from it.
 struct Target {
@@ -80,6 +91,23 @@ const TARGETS: &[Target] = &[
 ];
 
 pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
+    if args.first().map(String::as_str) == Some("--matrix") {
+        let hosts: Vec<PathBuf> = if args.len() > 1 {
+            args[1..].iter().map(PathBuf::from).collect()
+        } else {
+            crate::dist::ALL
+                .iter()
+                .map(|a| {
+                    crate::dist::Build {
+                        arch: *a,
+                        tiny: false,
+                    }
+                    .output(root)
+                })
+                .collect()
+        };
+        return matrix(root, &hosts);
+    }
     let mut ours = None;
     let mut names = Vec::new();
     let mut it = args.iter();
@@ -130,11 +158,7 @@ pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
 
     let mut rows = Vec::new();
     for t in targets {
-        let apt = Apt::new(root, t.arch)?;
-        let pinned = format!("linux-image-{ABI}-{}", t.flavour);
-        let package = apt.pick(&[&pinned], t.meta)?;
-        let unpacked = apt.fetch(&[&package])?.remove(0);
-        let kver = only_kernel_version(&unpacked)?;
+        let (package, unpacked, kver) = fetch_tree(root, t)?;
         let system_map = unpacked.join("boot").join(format!("System.map-{kver}"));
         let elf = elf_kind(&unpacked.join("lib/modules").join(&kver))?;
         let count = count_modules(&unpacked.join("lib/modules").join(&kver));
@@ -183,6 +207,16 @@ pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
     }
     println!("every file, stdout, stderr and exit status identical");
     Ok(())
+}
+
+/// The kernel package of `t`, unpacked: (package, root, kernel version).
+fn fetch_tree(root: &Path, t: &Target) -> Result<(String, PathBuf, String), String> {
+    let apt = Apt::new(root, t.arch)?;
+    let pinned = format!("linux-image-{ABI}-{}", t.flavour);
+    let package = apt.pick(&[&pinned], t.meta)?;
+    let unpacked = apt.fetch(&[&package])?.remove(0);
+    let kver = only_kernel_version(&unpacked)?;
+    Ok((package, unpacked, kver))
 }
 
 fn path_str(p: &Path) -> String {
@@ -317,6 +351,8 @@ fn qemu_user_for(bin: &Path) -> Result<Option<&'static str>, String> {
         "x86_64" => 62,
         "aarch64" => 183,
         "arm" => 40,
+        "riscv64" => 243,
+        "s390x" => 22,
         _ => 0,
     };
     if machine == host {
@@ -326,6 +362,8 @@ fn qemu_user_for(bin: &Path) -> Result<Option<&'static str>, String> {
         40 => "qemu-arm-static",
         183 => "qemu-aarch64-static",
         62 => "qemu-x86_64-static",
+        243 => "qemu-riscv64-static",
+        22 => "qemu-s390x-static",
         _ => {
             return Err(format!(
                 "{}: ELF machine {machine}, no qemu-user for it here",
@@ -501,4 +539,301 @@ fn head(bytes: &[u8]) -> String {
     let text = String::from_utf8_lossy(bytes);
     let lines: Vec<&str> = text.lines().take(20).collect();
     lines.join("\n")
+}
+
+/// One column of the host × tree matrix: a tree, with and without `-e -F`.
+struct Case {
+    /// Column name: the Debian architecture, or gz/xz/zst for the amd64 copies.
+    name: String,
+    base: PathBuf,
+    kver: String,
+    /// `-e -F` this (None: plain runs only, as for the compressed copies).
+    system_map: Option<PathBuf>,
+    /// The gz copy: kmod 34.2 (Debian's, built without zlib) cannot read it, so
+    /// ours is held to kmod's outputs on the plain tree, module paths suffixed.
+    gz_of: Option<PathBuf>,
+}
+
+/// One host's line of the matrix.
+struct HostRow {
+    name: String,
+    qemu: Option<&'static str>,
+    /// Per case: every mode identical to kmod 34.2's.
+    cells: Vec<bool>,
+    took: Duration,
+    problems: Vec<String>,
+}
+
+/// kmod 34.2's result for one case and mode.
+struct Expected {
+    out: Output,
+    files: Files,
+}
+
+/// `cargo xtask cross --matrix [BIN…]`: every host over every tree. Each binary
+/// (default: every `cargo xtask dist` binary) runs on its own architecture —
+/// natively or under qemu-user, with its system calls checked — over the real
+/// Debian 12 trees of every architecture (plain and `-e -F System.map`) and the
+/// amd64 tree's gz, xz and zst copies; every file, stdout, stderr and exit status
+/// must equal kmod 34.2's. Whatever differs between hosts on the same tree is
+/// host-dependent code (byte order, `usize` width, `stat`/`dirent` layouts,
+/// atomics, threads). Outputs go to a fresh `-o` directory, so the shared cached
+/// trees are only read. kmod runs once per tree; prints a host × tree table.
+pub fn matrix(root: &Path, hosts: &[PathBuf]) -> Result<(), String> {
+    let start = Instant::now();
+    crate::oracle::run(root)?;
+    let kmod = Runner {
+        program: root.join("target/oracle/depmod-34.2"),
+        qemu: None,
+    };
+    let config = root.join("target/cross/empty-depmod.d");
+    fs::create_dir_all(&config).map_err(|e| e.to_string())?;
+    let work = root.join("target/cross/matrix");
+
+    // The trees: amd64 (the golden tree), every other architecture's, the copies.
+    let amd64 = debian::image_root()?;
+    let mut cases = vec![Case {
+        name: "amd64".into(),
+        base: amd64.clone(),
+        kver: debian::KVER.into(),
+        system_map: Some(amd64.join(format!("boot/System.map-{}", debian::KVER))),
+        gz_of: None,
+    }];
+    for t in TARGETS {
+        let (_, base, kver) = fetch_tree(root, t)?;
+        cases.push(Case {
+            name: t.arch.into(),
+            system_map: Some(base.join("boot").join(format!("System.map-{kver}"))),
+            base,
+            kver,
+            gz_of: None,
+        });
+    }
+    for k in variants::Compression::ALL {
+        cases.push(Case {
+            name: k.name().into(),
+            base: variants::compressed_tree(&amd64, k),
+            kver: debian::KVER.into(),
+            system_map: None,
+            gz_of: (k == variants::Compression::Gz).then(|| amd64.clone()),
+        });
+    }
+
+    // What kmod 34.2 writes and prints, once per case and mode.
+    let args = |c: &Case, base: &Path, symbols: bool, out: &Path| -> Vec<String> {
+        let mut a = vec!["-C".into(), path_str(&config), "-b".into(), path_str(base)];
+        a.extend(["-o".into(), path_str(out)]);
+        if symbols {
+            let map = c.system_map.as_ref().expect("only cases with a map");
+            a.extend(["-e".into(), "-F".into(), path_str(map)]);
+        }
+        a.push(c.kver.clone());
+        a
+    };
+    let modes = |c: &Case| -> Vec<bool> {
+        if c.system_map.is_some() {
+            vec![false, true]
+        } else {
+            vec![false]
+        }
+    };
+    let mut expected: BTreeMap<(String, bool), Expected> = BTreeMap::new();
+    for c in &cases {
+        for symbols in modes(c) {
+            let out = work.join("kmod");
+            let base = c.gz_of.as_deref().unwrap_or(&c.base);
+            let (o, files) = run_into(&kmod, &args(c, base, symbols, &out), &out, &c.kver)?;
+            if files.is_empty() {
+                return Err(format!("kmod 34.2 wrote nothing on the {} tree", c.name));
+            }
+            expected.insert((c.name.clone(), symbols), Expected { out: o, files });
+        }
+    }
+
+    // Each host over each case; two hosts at a time (under qemu-user a depmod
+    // keeps about one core busy, and the xz copy takes it half a minute).
+    let host_run = |bin: &PathBuf| -> Result<HostRow, String> {
+        let program = fs::canonicalize(bin).map_err(|e| format!("{}: {e}", bin.display()))?;
+        let name = program
+            .file_name()
+            .map(|n| {
+                n.to_string_lossy()
+                    .trim_start_matches("depmod-")
+                    .to_string()
+            })
+            .unwrap_or_default();
+        // Under the name `depmod`, which the messages carry (argv[0]'s basename).
+        let dir = work.join("hosts").join(&name);
+        fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let shipped = dir.join("depmod");
+        fs::copy(&program, &shipped).map_err(|e| format!("{}: {e}", shipped.display()))?;
+        let emulator = qemu_user_for(&shipped)?;
+        let ours = Runner {
+            program: shipped,
+            qemu: emulator.map(|q| (q, dir.join("qemu-strace.log"))),
+        };
+        let host_start = Instant::now();
+        let mut cells = Vec::new();
+        let mut problems = Vec::new();
+        for c in &cases {
+            let mut ok = true;
+            for symbols in modes(c) {
+                let out = dir.join("out");
+                let label = format!(
+                    "{name} on {}{}",
+                    c.name,
+                    if symbols { " -e -F" } else { "" }
+                );
+                let result = run_into(&ours, &args(c, &c.base, symbols, &out), &out, &c.kver)
+                    .and_then(|(o, files)| {
+                        let want = &expected[&(c.name.clone(), symbols)];
+                        match &c.gz_of {
+                            None => compare(&label, &want.out, &want.files, &o, &files),
+                            Some(plain) => compare_gz(&label, want, plain, &c.base, &o, &files),
+                        }
+                    });
+                if let Err(e) = result {
+                    ok = false;
+                    problems.push(e);
+                }
+            }
+            cells.push(ok);
+        }
+        Ok(HostRow {
+            name,
+            qemu: ours.qemu.map(|(q, _)| q),
+            cells,
+            took: host_start.elapsed(),
+            problems,
+        })
+    };
+    let queue = std::sync::Mutex::new((0..hosts.len()).rev().collect::<Vec<usize>>());
+    let done = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| loop {
+                let Some(i) = queue.lock().unwrap().pop() else {
+                    break;
+                };
+                let row = host_run(&hosts[i]);
+                done.lock().unwrap().push((i, row));
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap();
+    done.sort_by_key(|(i, _)| *i);
+    let mut rows = Vec::new();
+    let mut problems = Vec::new();
+    for (_, row) in done {
+        let row = row?;
+        problems.extend(row.problems.iter().cloned());
+        rows.push(row);
+    }
+
+    println!("\ncross --matrix: each host's depmod over each tree, against kmod 34.2");
+    println!("(plain and -e -F System.map on the architectures' trees; gz/xz/zst: the amd64 tree's copies)");
+    print!("{:9} {:20}", "host", "run");
+    for c in &cases {
+        print!(" {:>8}", c.name);
+    }
+    println!(" {:>7}", "time");
+    for row in &rows {
+        print!("{:9} {:20}", row.name, row.qemu.unwrap_or("native"));
+        for ok in &row.cells {
+            print!(" {:>8}", if *ok { "ok" } else { "DIFF" });
+        }
+        println!(" {:>6.1}s", row.took.as_secs_f64());
+    }
+    let runs: usize = cases.iter().map(|c| modes(c).len()).sum();
+    println!(
+        "{} hosts x {runs} runs, {:.0} s in all",
+        rows.len(),
+        start.elapsed().as_secs_f64()
+    );
+    if problems.is_empty() {
+        println!("every file, stdout, stderr and exit status identical to kmod 34.2's");
+        Ok(())
+    } else {
+        Err(format!("cross --matrix:\n{}", problems.join("\n")))
+    }
+}
+
+/// Runs a depmod whose arguments send its outputs to `out` (`-o`), from scratch;
+/// returns its output and the files it wrote under `out/lib/modules/KVER`.
+fn run_into(
+    runner: &Runner,
+    args: &[String],
+    out: &Path,
+    kver: &str,
+) -> Result<(Output, Files), String> {
+    let _ = fs::remove_dir_all(out);
+    fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let result = output_with_timeout(runner.command(args))
+        .map_err(|e| format!("{}: {e}", runner.program.display()))?;
+    if let Some((_, log)) = &runner.qemu {
+        check_qemu_log(log)?;
+    }
+    let dir = out.join("lib/modules").join(kver);
+    let mut files = BTreeMap::new();
+    for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        files.insert(name, fs::read(e.path()).map_err(|e| e.to_string())?);
+    }
+    let _ = fs::remove_dir_all(out);
+    Ok((result, files))
+}
+
+/// Ours on the gz copy against kmod on the plain tree: the same files, except that
+/// module paths in modules.dep carry `.gz` and modules.dep.bin holds the same keys
+/// and (suffixed) values; the same exit status and messages, paths aside.
+fn compare_gz(
+    label: &str,
+    kmod: &Expected,
+    plain: &Path,
+    gz: &Path,
+    ours: &Output,
+    our_files: &Files,
+) -> Result<(), String> {
+    let kind = variants::Compression::Gz;
+    let retarget = |b: &[u8]| {
+        let text = String::from_utf8_lossy(b).replace(&path_str(plain), &path_str(gz));
+        variants::with_suffix(text.as_bytes(), kind)
+    };
+    let want_out = Output {
+        status: kmod.out.status,
+        stdout: retarget(&kmod.out.stdout),
+        stderr: retarget(&kmod.out.stderr),
+    };
+    let mut want = kmod.files.clone();
+    if let Some(dep) = want.get_mut("modules.dep") {
+        *dep = variants::with_suffix(dep, kind);
+    }
+    // modules.dep.bin by content: kmod never wrote it for this tree.
+    let entries = |b: &[u8]| {
+        depmod::index::Reader::new(b)
+            .and_then(|r| r.entries())
+            .map_err(|e| format!("{label}: modules.dep.bin: {e:?}"))
+    };
+    let (Some(k), Some(o)) = (
+        want.remove("modules.dep.bin"),
+        our_files.get("modules.dep.bin"),
+    ) else {
+        return Err(format!("{label}: modules.dep.bin missing"));
+    };
+    let k: Vec<_> = entries(&k)?
+        .into_iter()
+        .map(|(key, vals)| {
+            let vals: Vec<_> = vals
+                .into_iter()
+                .map(|(p, v)| (p, variants::with_suffix(&v, kind)))
+                .collect();
+            (key, vals)
+        })
+        .collect();
+    if entries(o)? != k {
+        return Err(format!("{label}: modules.dep.bin differs in content"));
+    }
+    let mut rest = our_files.clone();
+    rest.remove("modules.dep.bin");
+    compare(label, &want_out, &want, ours, &rest)
 }

@@ -14,13 +14,14 @@ use std::process::Command;
 use crate::apt_source::{self, Archive};
 use crate::run;
 
-/// Debian 12 from the mirrors this machine's apt uses: the point releases plus the
-/// security archive (where the current kernel ABI lives), when one is configured.
-fn sources() -> Result<String, String> {
+/// A Debian suite (Debian 12 unless [`Apt::with_suite`] says otherwise) from the
+/// mirrors this machine's apt uses: the point releases plus the security archive
+/// (where the current kernel ABI lives), when one is configured.
+fn sources(suite: &str) -> Result<String, String> {
     let main = apt_source::mirror(Archive::Main)?;
-    let mut list = format!("deb {main} bookworm main\n");
+    let mut list = format!("deb {main} {suite} main\n");
     match apt_source::mirror(Archive::Security) {
-        Ok(security) => list.push_str(&format!("deb {security} bookworm-security main\n")),
+        Ok(security) => list.push_str(&format!("deb {security} {suite}-security main\n")),
         Err(e) => eprintln!("xtask: warning: {e} (only the point releases' packages)"),
     }
     Ok(list)
@@ -38,13 +39,29 @@ pub struct Apt {
 impl Apt {
     /// `arch` is a Debian architecture name: amd64, arm64, armhf.
     pub fn new(root: &Path, arch: &str) -> Result<Apt, String> {
+        Apt::with_suite(root, arch, "bookworm")
+    }
+
+    /// Another suite than Debian 12's, e.g. trixie for riscv64, which became a
+    /// release architecture only in Debian 13. Its state, downloads and unpacked
+    /// packages live apart from bookworm's (`ARCH-SUITE`).
+    pub fn with_suite(root: &Path, arch: &str, suite: &str) -> Result<Apt, String> {
         let base = root.join("target/xtask");
+        let key = if suite == "bookworm" {
+            arch.to_string()
+        } else {
+            format!("{arch}-{suite}")
+        };
         let apt = Apt {
             arch: arch.to_string(),
-            dir: base.join("apt").join(arch),
-            debs: base.join("debs").join(arch),
-            shared: root.join("target/debs"),
-            unpacked: base.join("unpacked").join(arch),
+            dir: base.join("apt").join(&key),
+            debs: base.join("debs").join(&key),
+            shared: if suite == "bookworm" {
+                root.join("target/debs")
+            } else {
+                base.join("debs").join(&key)
+            },
+            unpacked: base.join("unpacked").join(&key),
         };
         for d in [
             apt.dir.join("lists/partial"),
@@ -54,7 +71,7 @@ impl Apt {
         ] {
             fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
         }
-        fs::write(apt.dir.join("sources.list"), sources()?).map_err(|e| e.to_string())?;
+        fs::write(apt.dir.join("sources.list"), sources(suite)?).map_err(|e| e.to_string())?;
         Ok(apt)
     }
 

@@ -5,9 +5,12 @@
 //!
 //! - x86_64 and aarch64 on the stable toolchain (`rustup target add`), linked by
 //!   `rust-lld` against the musl that ships with Rust (non-PIE static executables);
-//! - armv7 (hard float) through nightly `-Zbuild-std=core,alloc`, since no armv7
-//!   musl core is distributed here: musl's `crt1.o`/`libc.a` come from Debian's
-//!   `musl-dev:armhf`;
+//! - armv7 (hard float), riscv64 (rv64gc) and s390x (the big-endian host) through
+//!   nightly `-Zbuild-std=core,alloc`, since no musl core for them is distributed
+//!   here: musl's `crt1.o`/`libc.a` come from Debian's `musl-dev` of the
+//!   architecture (armhf and s390x from Debian 12, riscv64 from Debian 13: riscv64
+//!   is no release architecture of Debian 12); riscv64 and s390x are not static by
+//!   default, hence `+crt-static`;
 //! - `--tiny`: x86_64 on nightly with `-Zbuild-std`, `optimize_for_size` and
 //!   `-Cpanic=immediate-abort` (no panic messages, no unwind tables), musl's own
 //!   allocator and without the decompressors (like kmod built
@@ -41,7 +44,20 @@ pub enum Arch {
     X86_64,
     Aarch64,
     Armv7,
+    Riscv64,
+    /// The big-endian host (IBM Z; 64-bit, `usize` 8 bytes like the others but
+    /// every multi-byte integer in memory the other way round).
+    S390x,
 }
+
+/// Every architecture `dist` builds by default (and `cargo xtask test` checks).
+pub const ALL: [Arch; 5] = [
+    Arch::X86_64,
+    Arch::Aarch64,
+    Arch::Armv7,
+    Arch::Riscv64,
+    Arch::S390x,
+];
 
 impl Arch {
     pub fn parse(s: &str) -> Result<Arch, String> {
@@ -49,7 +65,11 @@ impl Arch {
             "x86_64" => Ok(Arch::X86_64),
             "aarch64" => Ok(Arch::Aarch64),
             "armv7" => Ok(Arch::Armv7),
-            _ => Err(format!("unknown architecture {s} (x86_64, aarch64, armv7)")),
+            "riscv64" => Ok(Arch::Riscv64),
+            "s390x" => Ok(Arch::S390x),
+            _ => Err(format!(
+                "unknown architecture {s} (x86_64, aarch64, armv7, riscv64, s390x)"
+            )),
         }
     }
     pub fn name(self) -> &'static str {
@@ -57,6 +77,8 @@ impl Arch {
             Arch::X86_64 => "x86_64",
             Arch::Aarch64 => "aarch64",
             Arch::Armv7 => "armv7",
+            Arch::Riscv64 => "riscv64",
+            Arch::S390x => "s390x",
         }
     }
     pub fn triple(self) -> &'static str {
@@ -64,6 +86,8 @@ impl Arch {
             Arch::X86_64 => "x86_64-unknown-linux-musl",
             Arch::Aarch64 => "aarch64-unknown-linux-musl",
             Arch::Armv7 => "armv7-unknown-linux-musleabihf",
+            Arch::Riscv64 => "riscv64gc-unknown-linux-musl",
+            Arch::S390x => "s390x-unknown-linux-musl",
         }
     }
     /// Debian's architecture name.
@@ -72,7 +96,21 @@ impl Arch {
             Arch::X86_64 => "amd64",
             Arch::Aarch64 => "arm64",
             Arch::Armv7 => "armhf",
+            Arch::Riscv64 => "riscv64",
+            Arch::S390x => "s390x",
         }
+    }
+    /// The Debian suite its packages come from: riscv64 became a release
+    /// architecture only in Debian 13 (bookworm has no riscv64 packages at all).
+    pub fn suite(self) -> &'static str {
+        match self {
+            Arch::Riscv64 => "trixie",
+            _ => "bookworm",
+        }
+    }
+    /// The private apt state for this architecture's Debian packages.
+    pub fn apt(self, root: &Path) -> Result<Apt, String> {
+        Apt::with_suite(root, self.deb(), self.suite())
     }
     /// Debian's musl multiarch directory (headers and libc.a).
     fn musl_triplet(self) -> &'static str {
@@ -80,6 +118,8 @@ impl Arch {
             Arch::X86_64 => "x86_64-linux-musl",
             Arch::Aarch64 => "aarch64-linux-musl",
             Arch::Armv7 => "arm-linux-musleabihf",
+            Arch::Riscv64 => "riscv64-linux-musl",
+            Arch::S390x => "s390x-linux-musl",
         }
     }
     /// The qemu-user emulator that runs this architecture on the host.
@@ -88,14 +128,25 @@ impl Arch {
             Arch::X86_64 => None,
             Arch::Aarch64 => Some("qemu-aarch64-static"),
             Arch::Armv7 => Some("qemu-arm-static"),
+            Arch::Riscv64 => Some("qemu-riscv64-static"),
+            Arch::S390x => Some("qemu-s390x-static"),
         }
     }
 }
 
+impl Arch {
+    /// Built with nightly `-Zbuild-std`, linked against Debian's musl (its crt
+    /// objects and `libc.a`) rather than the musl that ships with Rust.
+    fn build_std(self) -> bool {
+        matches!(self, Arch::Armv7 | Arch::Riscv64 | Arch::S390x)
+    }
+}
+
 impl Build {
-    /// Needs nightly: armv7 (no prebuilt std) and the tiny flavour.
+    /// Needs nightly: armv7, riscv64 and s390x (no prebuilt core here;
+    /// `-Zbuild-std`) and the tiny flavour.
     fn nightly(self) -> bool {
-        self.tiny || self.arch == Arch::Armv7
+        self.tiny || self.arch.build_std()
     }
     fn label(self) -> String {
         format!(
@@ -136,8 +187,7 @@ pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
             tiny: true,
         }]
     } else if arches.is_empty() {
-        [Arch::X86_64, Arch::Aarch64, Arch::Armv7]
-            .into_iter()
+        ALL.into_iter()
             .map(|arch| Build { arch, tiny: false })
             .collect()
     } else {
@@ -187,8 +237,8 @@ pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
 /// `cargo xtask test`'s part: the Rust targets, the no_std build of the core for a
 /// bare-metal target, `dist` and `dist --tiny` (sizes printed, budgets enforced),
 /// the integration tests once more against the static x86_64 binary (the `no_std`
-/// build: its own entry point, argument handling, allocator), both QEMU boots, and
-/// the armv7 and aarch64 binaries under qemu-user on the armhf and arm64 trees.
+/// build: its own entry point, argument handling, allocator), the QEMU boots
+/// (x86_64, aarch64, armv7, riscv64), and every dist binary over every tree.
 pub fn ci(root: &Path) -> Result<(), String> {
     crate::test::ensure_packages(crate::qemu::PACKAGES)?;
     ensure_toolchains(true)?;
@@ -212,27 +262,29 @@ pub fn ci(root: &Path) -> Result<(), String> {
         .args(["test", "--release", "-p", "depmod", "--test", "*"])
         .env("DEPMOD_UNDER_TEST", &shipped)
         .current_dir(root))?;
-    crate::qemu::run_cli(root, &["x86_64".to_string()])?;
-    crate::qemu::run_cli(root, &["aarch64".to_string()])?;
-    // The foreign binaries through qemu-user (as in a foreign-architecture chroot)
-    // on a real tree of their own architecture, against kmod 34.2 (`cross.rs`, a few
-    // seconds each). Under Debian's qemu-arm the armv7 binary died or spun forever
-    // there while its allocator shrank mappings in place (src/main.rs, `heap`).
-    for (arch, tree) in [(Arch::Armv7, "armhf"), (Arch::Aarch64, "arm64")] {
-        let dir = root.join("target/dist/under-test").join(arch.name());
-        fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let shipped = dir.join("depmod");
-        let built = Build { arch, tiny: false }.output(root);
-        fs::copy(&built, &shipped).map_err(|e| format!("{}: {e}", shipped.display()))?;
-        crate::cross::run_cli(
-            root,
-            &[
-                "--ours".to_string(),
-                shipped.display().to_string(),
-                tree.to_string(),
-            ],
-        )?;
+    for arch in ["x86_64", "aarch64", "armv7", "riscv64"] {
+        crate::qemu::run_cli(root, &[arch.to_string()])?;
     }
+    // Every host over every tree (`cross.rs`, `--matrix`): each dist binary on its
+    // own architecture (natively or through qemu-user, as in a foreign-architecture
+    // chroot or on the board itself) over the real Debian 12 trees of every
+    // architecture and the amd64 tree's gz/xz/zst copies, against kmod 34.2. It
+    // checks the host-dependent code: 32-bit `usize`, big-endian memory (s390x),
+    // `stat`/`dirent` layouts, atomics and threads per target. Under Debian's
+    // qemu-arm the armv7 binary died or spun forever while its allocator shrank
+    // mappings in place (src/main.rs, `heap`); the qemu-user runs are checked for it.
+    let hosts: Vec<String> = ALL
+        .iter()
+        .map(|&arch| {
+            Build { arch, tiny: false }
+                .output(root)
+                .display()
+                .to_string()
+        })
+        .collect();
+    let mut args = vec!["--matrix".to_string()];
+    args.extend(hosts);
+    crate::cross::run_cli(root, &args)?;
     Ok(())
 }
 
@@ -273,7 +325,7 @@ pub fn ensure_toolchains(nightly: bool) -> Result<(), String> {
 
 /// Debian's musl-dev for `arch`, unpacked: (include dir, lib dir).
 fn musl(root: &Path, arch: Arch) -> Result<(PathBuf, PathBuf), String> {
-    let apt = Apt::new(root, arch.deb())?;
+    let apt = arch.apt(root)?;
     let dir = apt.fetch(&["musl-dev"])?.remove(0);
     let inc = dir.join("usr/include").join(arch.musl_triplet());
     let lib = dir.join("usr/lib").join(arch.musl_triplet());
@@ -334,8 +386,12 @@ pub fn build(root: &Path, b: Build) -> Result<PathBuf, String> {
             .map(String::from),
         );
     }
-    if b.arch == Arch::Armv7 {
-        // No self-contained crt objects for this target: bring musl's own.
+    if matches!(b.arch, Arch::Riscv64 | Arch::S390x) {
+        // Static by default on the other musl targets, not on these two.
+        rustflags.push("-Ctarget-feature=+crt-static".into());
+    }
+    if b.arch.build_std() {
+        // No self-contained crt objects for these targets: bring musl's own.
         let crt = |o: &str| musl_lib.join(o).display().to_string();
         rustflags.extend([
             "-Clink-self-contained=no".into(),
@@ -411,7 +467,7 @@ fn liblzma_defines(arch: Arch) -> &'static str {
     match arch {
         Arch::X86_64 => " -DTUKLIB_FAST_UNALIGNED_ACCESS -DHAVE_IMMINTRIN_H",
         Arch::Aarch64 => " -DTUKLIB_FAST_UNALIGNED_ACCESS",
-        Arch::Armv7 => "",
+        Arch::Armv7 | Arch::Riscv64 | Arch::S390x => "",
     }
 }
 
@@ -452,13 +508,36 @@ fn liblzma(b: Build, mut cargo: Command) -> Result<PathBuf, String> {
 fn check_static(path: &Path) -> Result<(), String> {
     let data = fs::read(path).map_err(|e| e.to_string())?;
     let bad = || format!("{}: not an ELF file", path.display());
-    if data.len() < 52 || &data[..4] != b"\x7fELF" || data[5] != 1 {
+    if data.len() < 52 || &data[..4] != b"\x7fELF" || !matches!(data[5], 1 | 2) {
         return Err(bad());
     }
     let wide = data[4] == 2;
-    let u16_at = |o: usize| u16::from_le_bytes([data[o], data[o + 1]]) as usize;
-    let u32_at = |o: usize| u32::from_le_bytes(data[o..o + 4].try_into().unwrap()) as usize;
-    let u64_at = |o: usize| u64::from_le_bytes(data[o..o + 8].try_into().unwrap()) as usize;
+    // The file's own byte order (s390x is big-endian).
+    let big = data[5] == 2;
+    let u16_at = |o: usize| {
+        let b = [data[o], data[o + 1]];
+        (if big {
+            u16::from_be_bytes(b)
+        } else {
+            u16::from_le_bytes(b)
+        }) as usize
+    };
+    let u32_at = |o: usize| {
+        let b = data[o..o + 4].try_into().unwrap();
+        (if big {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        }) as usize
+    };
+    let u64_at = |o: usize| {
+        let b = data[o..o + 8].try_into().unwrap();
+        (if big {
+            u64::from_be_bytes(b)
+        } else {
+            u64::from_le_bytes(b)
+        }) as usize
+    };
     let (phoff, phentsize, phnum) = if wide {
         (u64_at(32), u16_at(54), u16_at(56))
     } else {

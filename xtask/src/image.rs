@@ -1,9 +1,10 @@
-//! `cargo xtask image ARCH` (x86_64, aarch64): a gzip'd newc initramfs in which
+//! `cargo xtask image ARCH` (x86_64, aarch64, armv7, riscv64): a gzip'd newc initramfs in which
 //! `/init` runs our static depmod and loads modules with the indexes it wrote.
 //!
 //! Inputs, all cached under `target/`: Debian 12's kernel package of ARCH (the
-//! x86_64 one through `tests/common/debian.rs`, pinned by hash; the arm64 one with a
-//! private foreign-architecture apt state, `debs.rs`), `busybox-static` of ARCH, our
+//! x86_64 one through `tests/common/debian.rs`, pinned by hash; arm64's and armhf's
+//! armmp with a private foreign-architecture apt state, `debs.rs`; for riscv64,
+//! which Debian 12 does not release, everything comes from Debian 13), `busybox-static` of ARCH, our
 //! `cargo xtask dist` binary of ARCH and, when the plan uses it, Debian's `kmod` with
 //! the shared libraries it needs. From the repository: `images/init` (the `/init`
 //! script) and `images/ARCH/plan` (the modprobe steps).
@@ -49,7 +50,9 @@ pub fn parse_arch(args: &[String]) -> Result<Arch, String> {
     match args.first().map(String::as_str) {
         Some("x86_64") => Ok(Arch::X86_64),
         Some("aarch64") => Ok(Arch::Aarch64),
-        _ => Err("expected an architecture: x86_64 or aarch64".into()),
+        Some("armv7") => Ok(Arch::Armv7),
+        Some("riscv64") => Ok(Arch::Riscv64),
+        _ => Err("expected an architecture: x86_64, aarch64, armv7 or riscv64".into()),
     }
 }
 
@@ -61,18 +64,25 @@ pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
 
 /// The kernel package of `arch`, unpacked: its root directory.
 fn kernel_tree(root: &Path, arch: Arch) -> Result<PathBuf, String> {
-    match arch {
-        Arch::X86_64 => debian::image_root(),
-        Arch::Aarch64 => {
-            let apt = Apt::new(root, "arm64")?;
-            let pkg = apt.pick(
-                &["linux-image-6.1.0-56-arm64-unsigned"],
-                "linux-image-arm64",
-            )?;
-            Ok(apt.fetch(&[&pkg])?.remove(0))
-        }
-        Arch::Armv7 => Err("no image for armv7".into()),
+    let (pinned, meta) = match arch {
+        Arch::X86_64 => return debian::image_root(),
+        Arch::Aarch64 => ("linux-image-6.1.0-56-arm64-unsigned", "linux-image-arm64"),
+        // Debian 12's multiplatform ARMv7 kernel (it runs on QEMU's `virt`).
+        Arch::Armv7 => ("linux-image-6.1.0-56-armmp", "linux-image-armmp"),
+        // Debian 13's: riscv64 is no release architecture of Debian 12.
+        Arch::Riscv64 => ("", "linux-image-riscv64"),
+        Arch::S390x => return Err(format!("no image for {}", arch.name())),
+    };
+    let apt = arch.apt(root)?;
+    let candidates: Vec<&str> = [pinned].into_iter().filter(|p| !p.is_empty()).collect();
+    let pkg = apt.pick(&candidates, meta)?;
+    let tree = apt.fetch(&[&pkg])?.remove(0);
+    // Debian 13's kernel packages put the modules under /usr/lib/modules (/lib is a
+    // link to usr/lib there): give depmod -b the /lib/modules it reads.
+    if !tree.join("lib").exists() && tree.join("usr/lib/modules").is_dir() {
+        std::os::unix::fs::symlink("usr/lib", tree.join("lib")).map_err(|e| e.to_string())?;
     }
+    Ok(tree)
 }
 
 /// Debian's multiarch triplet (where shared libraries live).
@@ -81,6 +91,8 @@ fn multiarch(arch: Arch) -> &'static str {
         Arch::X86_64 => "x86_64-linux-gnu",
         Arch::Aarch64 => "aarch64-linux-gnu",
         Arch::Armv7 => "arm-linux-gnueabihf",
+        Arch::Riscv64 => "riscv64-linux-gnu",
+        Arch::S390x => "s390x-linux-gnu",
     }
 }
 
@@ -89,6 +101,8 @@ fn kernel_image(arch: Arch) -> &'static str {
         // bzImage; arm64's vmlinuz is a plain `Image` that QEMU boots directly.
         Arch::X86_64 | Arch::Aarch64 => "vmlinuz",
         Arch::Armv7 => "zImage",
+        Arch::Riscv64 => "Image",
+        Arch::S390x => "vmlinuz",
     }
 }
 
@@ -269,7 +283,7 @@ pub fn build(root: &Path, arch: Arch) -> Result<Image, String> {
     crate::test::ensure_packages(&[])?;
     let work = root.join("target/images").join(arch.name());
     fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-    let apt = Apt::new(root, arch.deb())?;
+    let apt = arch.apt(root)?;
 
     let tree = kernel_tree(root, arch)?;
     let kver = single_dir(&tree.join("lib/modules"))?;
@@ -373,7 +387,12 @@ pub fn build(root: &Path, arch: Arch) -> Result<Image, String> {
     copy(&root.join("images/init"), &stage.join("init"))?;
     fs::write(stage.join("etc/depmod-test/plan"), &plan_lines).map_err(|e| e.to_string())?;
     let busybox = apt.fetch(&["busybox-static"])?.remove(0);
-    copy(&busybox.join("bin/busybox"), &stage.join("bin/busybox"))?;
+    // /bin/busybox in Debian 12, /usr/bin/busybox in Debian 13.
+    let busybox = ["bin/busybox", "usr/bin/busybox"]
+        .iter()
+        .find_map(|p| debs::resolve(&busybox, p))
+        .ok_or("busybox-static without busybox")?;
+    copy(&busybox, &stage.join("bin/busybox"))?;
     copy(&ours, &stage.join("sbin/depmod"))?;
     let staged_mods = stage.join("lib/modules").join(&kver);
     for f in [
@@ -409,7 +428,18 @@ pub fn build(root: &Path, arch: Arch) -> Result<Image, String> {
     run(Command::new("gzip").args(["-n", "-6", "-f"]).arg(&raw))?;
     let initrd = work.join("initrd.cpio.gz");
     let kernel = work.join(kernel_image(arch));
-    copy(&tree.join("boot").join(format!("vmlinuz-{kver}")), &kernel)?;
+    // riscv64's is `vmlinux-KVER`: an uncompressed `Image` (with an EFI stub's
+    // PE header), which QEMU loads as it is.
+    let boot = tree.join("boot");
+    let shipped = [format!("vmlinuz-{kver}"), format!("vmlinux-{kver}")]
+        .iter()
+        .map(|f| boot.join(f))
+        .find(|p| p.exists())
+        .ok_or(format!(
+            "{}: no vmlinuz-{kver} nor vmlinux-{kver}",
+            boot.display()
+        ))?;
+    copy(&shipped, &kernel)?;
 
     let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     let modules_size: u64 = subset
@@ -445,9 +475,23 @@ pub fn build(root: &Path, arch: Arch) -> Result<Image, String> {
 /// Debian's kmod and the shared libraries it loads (found through `readelf`),
 /// placed where Debian puts them.
 fn stage_kmod(apt: &Apt, arch: Arch, stage: &Path) -> Result<(), String> {
-    let pkgs = apt.fetch(&[
-        "kmod", "libkmod2", "liblzma5", "libzstd1", "libssl3", "libc6",
-    ])?;
+    // Debian 13 renamed libssl3 (64-bit time_t) and its kmod 34 loads the
+    // decompression libraries with dlopen (copied below, not NEEDED).
+    let pkgs = if arch.suite() == "trixie" {
+        apt.fetch(&[
+            "kmod",
+            "libkmod2",
+            "liblzma5",
+            "libzstd1",
+            "libssl3t64",
+            "libc6",
+            "zlib1g",
+        ])?
+    } else {
+        apt.fetch(&[
+            "kmod", "libkmod2", "liblzma5", "libzstd1", "libssl3", "libc6",
+        ])?
+    };
     let kmod = ["bin/kmod", "usr/bin/kmod"]
         .iter()
         .find_map(|p| debs::resolve(&pkgs[0], p))
@@ -488,10 +532,21 @@ fn stage_kmod(apt: &Apt, arch: Arch, stage: &Path) -> Result<(), String> {
             }
         }
     }
+    if arch.suite() == "trixie" {
+        for lib in ["liblzma.so.5", "libzstd.so.1", "libz.so.1"] {
+            if done.insert(lib.to_string()) {
+                let path = find(lib).ok_or(format!("{lib}: not in {pkgs:?}"))?;
+                copy(&path, &stage.join("lib").join(ma).join(lib))?;
+            }
+        }
+    }
     let interp = interp.ok_or("kmod has no program interpreter")?;
     let ld = pkgs
         .iter()
-        .find_map(|p| debs::resolve(p, &interp))
+        .find_map(|p| {
+            // Debian 13's packages hold /usr only (/lib is base-files' link).
+            debs::resolve(p, &interp).or_else(|| debs::resolve(p, &format!("/usr{interp}")))
+        })
         .ok_or(format!("{interp}: not in libc6"))?;
     copy(&ld, &stage.join(interp.trim_start_matches('/')))?;
     Ok(())

@@ -8,11 +8,12 @@
 //! - `demo`: build our depmod, run it on Debian's real 6.1.0-56-amd64 module tree
 //!   (fetched and cached under `target/`), show what it wrote and compare with kmod 34.2.
 //! - `fuzz [--time SECS]`: run every fuzz target of `fuzz/` (see `fuzz.rs`).
-//! - `dist [--tiny]`: static musl binaries for x86_64, aarch64, armv7 (`dist.rs`).
+//! - `dist [--tiny]`: static musl binaries for x86_64, aarch64, armv7, riscv64, s390x (`dist.rs`).
 //! - `image ARCH` / `qemu ARCH`: an initramfs where our depmod runs, booted under
 //!   QEMU (`image.rs`, `qemu.rs`).
 //! - `cross [--ours PATH] [ARCH…]`: our depmod against kmod 34.2 over the real Debian trees of
-//!   the other architectures (arm64, armhf, i386, ppc64el, s390x, mips64el, mipsel).
+//!   the other architectures (arm64, armhf, i386, ppc64el, s390x, mips64el, mipsel);
+//!   `cross --matrix [BIN…]`: every dist binary on its own architecture over every tree.
 //! - `bench [--runs N]`: ours vs kmod on the real tree, plain and gz/xz/zst (`bench.rs`).
 //! - `install [--prefix DIR] [--destdir DIR] [--static]`: `sbin/depmod` and the manual
 //!   pages `depmod.8`, `depmod.d.5` under PREFIX (`/usr/local`), atomically (`install.rs`).

@@ -22,8 +22,15 @@ use crate::image::{self, Image};
 pub const PACKAGES: &[(&str, &str)] = &[
     ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
     ("qemu-system-arm", "/usr/bin/qemu-system-aarch64"),
+    ("qemu-system-arm", "/usr/bin/qemu-system-arm"),
+    // qemu-system-riscv64, and OpenSBI (the SBI firmware a RISC-V kernel boots on).
+    ("qemu-system-misc", "/usr/bin/qemu-system-riscv64"),
+    ("opensbi", OPENSBI),
     ("qemu-user-static", "/usr/bin/qemu-aarch64-static"),
 ];
+
+/// OpenSBI's generic platform firmware from Debian's `opensbi` package.
+const OPENSBI: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
 
 pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
     let arch = image::parse_arch(args)?;
@@ -39,10 +46,28 @@ fn command(image: &Image) -> Command {
             &["-accel", "tcg", "-cpu", "max"],
             "ttyS0",
         ),
-        _ => (
+        Arch::Aarch64 => (
             "qemu-system-aarch64",
             &["-M", "virt", "-cpu", "cortex-a57", "-accel", "tcg"],
             "ttyAMA0",
+        ),
+        // Debian's armmp kernel on the generic `virt` board (QEMU makes its DTB).
+        // `max`: an ARMv8 core in AArch32 with the CRC32 instructions, so that
+        // crc32-arm-ce (the first module for the alias crc32c) loads, as on the
+        // aarch64 board; on a cortex-a15 it fails with ENODEV and busybox's
+        // `modprobe crc32c` exits 1, even though crc32c-generic then loads.
+        Arch::Armv7 => (
+            "qemu-system-arm",
+            &["-M", "virt", "-cpu", "max", "-accel", "tcg"],
+            "ttyAMA0",
+        ),
+        // OpenSBI in M-mode, which starts the kernel in S-mode.
+        Arch::Riscv64 | Arch::S390x => (
+            "qemu-system-riscv64",
+            &[
+                "-M", "virt", "-cpu", "rv64", "-accel", "tcg", "-bios", OPENSBI,
+            ],
+            "ttyS0",
         ),
     };
     let mut cmd = Command::new(program);
