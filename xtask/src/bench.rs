@@ -14,14 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-#[path = "../../tests/common/debian.rs"]
-#[allow(clippy::duplicate_mod)] // debian.rs allows its own dead code
-mod debian;
-#[path = "../../tests/common/variants.rs"]
-#[allow(dead_code)]
-mod variants;
-
-use variants::Compression;
+use crate::util::oracle::reference_outputs;
+use crate::util::variants::{self, Compression};
+use crate::util::{cargo, debian, run as run_cmd};
 
 struct Sample {
     wall: f64,
@@ -65,6 +60,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// `cargo xtask bench [--runs N] [--tree NAME]… [--ours PATH]`.
 pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     let mut runs = 7usize;
     let mut only: Vec<String> = Vec::new();
@@ -78,8 +74,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
             other => return Err(format!("unknown bench argument {other}")),
         }
     }
-    crate::run(
-        Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+    run_cmd(
+        Command::new(cargo())
             .args(["build", "--release", "--bin", "depmod"])
             .current_dir(root),
     )?;
@@ -102,7 +98,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     let kver = debian::KVER;
     // kmod 34.2's outputs (generated once with the oracle, checked against the sums
     // committed in tests/data/).
-    let golden = crate::demo::reference_outputs(root)?;
+    let golden = reference_outputs(root)?;
     let cfg = root.join("target/bench/empty-depmod.d");
     fs::create_dir_all(&cfg).map_err(|e| e.to_string())?;
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
@@ -152,7 +148,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
         if let Some(parent) = work.parent() {
             fs::create_dir_all(parent).map_err(|e| e.to_string())?;
         }
-        crate::run(Command::new("cp").arg("-al").arg(src).arg(&work))?;
+        run_cmd(Command::new("cp").arg("-al").arg(src).arg(&work))?;
         for f in fs::read_dir(work.join("lib/modules").join(kver))
             .map_err(|e| e.to_string())?
             .flatten()

@@ -3,7 +3,7 @@
 //! cross-built root filesystem case (`depmod -b $ROOTFS $KVER`).
 //!
 //! For each architecture it fetches the kernel package (private apt state,
-//! `debs.rs`), then runs kmod 34.2 (`cargo xtask oracle`) and ours on the same
+//! `util/apt.rs`), then runs kmod 34.2 (`cargo xtask oracle`) and ours on the same
 //! unpacked root, twice each: `depmod -b ROOT KVER` and
 //! `depmod -b ROOT -e -F ROOT/boot/System.map-KVER KVER`. It fails unless both
 //! write the same set of files, byte for byte, and print the same stdout, stderr and
@@ -27,15 +27,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::debs::Apt;
-
-// Also included by `image`, `bench`, `demo` and `fuzz`: each user gets its own copy.
-#[allow(clippy::duplicate_mod)]
-#[path = "../../tests/common/debian.rs"]
-mod debian;
-#[allow(clippy::duplicate_mod, dead_code)]
-#[path = "../../tests/common/variants.rs"]
-mod variants;
+use crate::util::apt::Apt;
+use crate::util::arch::{Build, ALL};
+use crate::util::{cargo, debian, ensure_packages, oracle, run, variants};
 
 /// A Debian architecture and the kernel flavour taken from it.
 struct Target {
@@ -90,15 +84,15 @@ const TARGETS: &[Target] = &[
     },
 ];
 
+/// `cargo xtask cross [--ours PATH] [ARCH…]` or `cross --matrix [BIN…]`.
 pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
     if args.first().map(String::as_str) == Some("--matrix") {
         let hosts: Vec<PathBuf> = if args.len() > 1 {
             args[1..].iter().map(PathBuf::from).collect()
         } else {
-            crate::dist::ALL
-                .iter()
+            ALL.iter()
                 .map(|a| {
-                    crate::dist::Build {
+                    Build {
                         arch: *a,
                         tiny: false,
                     }
@@ -135,18 +129,16 @@ pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
     let ours = match ours {
         Some(p) => fs::canonicalize(&p).map_err(|e| format!("{}: {e}", p.display()))?,
         None => {
-            crate::run(
-                Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-                    .args(["build", "--release", "--bin", "depmod"])
-                    .current_dir(root),
-            )?;
+            run(Command::new(cargo())
+                .args(["build", "--release", "--bin", "depmod"])
+                .current_dir(root))?;
             root.join("target/release/depmod")
         }
     };
     let emulator = qemu_user_for(&ours)?;
-    crate::oracle::run(root)?;
+    oracle::run(root)?;
     let kmod = Runner {
-        program: root.join("target/oracle/depmod-34.2"),
+        program: oracle::depmod(root),
         qemu: None,
     };
     let ours = Runner {
@@ -371,7 +363,7 @@ fn qemu_user_for(bin: &Path) -> Result<Option<&'static str>, String> {
             ))
         }
     };
-    crate::test::ensure_packages(&[("qemu-user-static", "/usr/bin/qemu-arm-static")])?;
+    ensure_packages(&[("qemu-user-static", "/usr/bin/qemu-arm-static")])?;
     Ok(Some(qemu))
 }
 
@@ -581,9 +573,9 @@ struct Expected {
 /// trees are only read. kmod runs once per tree; prints a host × tree table.
 pub fn matrix(root: &Path, hosts: &[PathBuf]) -> Result<(), String> {
     let start = Instant::now();
-    crate::oracle::run(root)?;
+    oracle::run(root)?;
     let kmod = Runner {
-        program: root.join("target/oracle/depmod-34.2"),
+        program: oracle::depmod(root),
         qemu: None,
     };
     let config = root.join("target/cross/empty-depmod.d");

@@ -12,19 +12,16 @@
 //!
 //! kmod 34.2's outputs come from `debian::golden_dir` (generated once with the kmod
 //! 34.2 oracle and checked against the sums committed in `tests/data/`); the oracle is
-//! fetched first (`cargo xtask oracle`) when it is missing.
+//! fetched first (`cargo xtask oracle`) when it is missing (`util::oracle`).
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-// Also included by `fuzz`, `image` and `bench`: each user gets its own copy.
-#[allow(clippy::duplicate_mod)]
-#[path = "../../tests/common/debian.rs"]
-mod debian;
-
-use debian::KVER;
+use crate::util::debian::{self, KVER};
+use crate::util::oracle::reference_outputs;
+use crate::util::{cargo, run as run_cmd, short};
 use depmod::index::Reader;
 
 /// The module whose dependency chain is shown.
@@ -40,43 +37,12 @@ const ALIASES: &[(&str, &str)] = &[
     ),
 ];
 
-/// `path` relative to the workspace root when it is inside it, for shorter output.
-fn short(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root)
-        .unwrap_or(path)
-        .display()
-        .to_string()
-}
-
-/// kmod 34.2's outputs for the Debian tree (`debian::golden_dir`), fetching the kmod
-/// 34.2 oracle first if it is missing. Prints one line saying where they come from.
-pub fn reference_outputs(root: &Path) -> Result<PathBuf, String> {
-    if std::env::var_os("DEPMOD_GOLDEN_DIR").is_none() && debian::kmod34_path().is_err() {
-        println!("fetching: kmod 34.2 from Debian 13 (cargo xtask oracle, once)");
-        crate::oracle::run(root)?;
-    }
-    let cached = debian::golden_cache_dir().is_dir();
-    let start = Instant::now();
-    let dir = debian::golden_dir()?;
-    let how = if cached || std::env::var_os("DEPMOD_GOLDEN_DIR").is_some() {
-        String::new()
-    } else {
-        format!(", generated now in {:.1} s", start.elapsed().as_secs_f64())
-    };
-    println!(
-        "golden:   kmod 34.2's outputs in {}{how}, sha256 checked against {}",
-        short(root, &dir),
-        short(root, &debian::golden_manifest())
-    );
-    Ok(dir)
-}
-
+/// Runs the demo; fails if any file differs from kmod 34.2's.
 pub fn run(root: &Path) -> Result<(), String> {
     // 1. Our depmod, release build.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     println!("building: cargo build --release --bin depmod");
-    crate::run(
-        Command::new(&cargo)
+    run_cmd(
+        Command::new(cargo())
             .args(["build", "--release", "--bin", "depmod"])
             .current_dir(root),
     )?;

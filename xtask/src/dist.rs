@@ -29,146 +29,18 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::debs::Apt;
-use crate::run;
+use crate::util::arch::{Arch, Build, ALL};
+use crate::util::packages::QEMU;
+use crate::util::{cargo, ensure_packages, run};
 
-/// A dist build: architecture and flavour.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Build {
-    pub arch: Arch,
-    pub tiny: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arch {
-    X86_64,
-    Aarch64,
-    Armv7,
-    Riscv64,
-    /// The big-endian host (IBM Z; 64-bit, `usize` 8 bytes like the others but
-    /// every multi-byte integer in memory the other way round).
-    S390x,
-}
-
-/// Every architecture `dist` builds by default (and `cargo xtask test` checks).
-pub const ALL: [Arch; 5] = [
-    Arch::X86_64,
-    Arch::Aarch64,
-    Arch::Armv7,
-    Arch::Riscv64,
-    Arch::S390x,
-];
-
-impl Arch {
-    pub fn parse(s: &str) -> Result<Arch, String> {
-        match s {
-            "x86_64" => Ok(Arch::X86_64),
-            "aarch64" => Ok(Arch::Aarch64),
-            "armv7" => Ok(Arch::Armv7),
-            "riscv64" => Ok(Arch::Riscv64),
-            "s390x" => Ok(Arch::S390x),
-            _ => Err(format!(
-                "unknown architecture {s} (x86_64, aarch64, armv7, riscv64, s390x)"
-            )),
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "x86_64",
-            Arch::Aarch64 => "aarch64",
-            Arch::Armv7 => "armv7",
-            Arch::Riscv64 => "riscv64",
-            Arch::S390x => "s390x",
-        }
-    }
-    pub fn triple(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "x86_64-unknown-linux-musl",
-            Arch::Aarch64 => "aarch64-unknown-linux-musl",
-            Arch::Armv7 => "armv7-unknown-linux-musleabihf",
-            Arch::Riscv64 => "riscv64gc-unknown-linux-musl",
-            Arch::S390x => "s390x-unknown-linux-musl",
-        }
-    }
-    /// Debian's architecture name.
-    pub fn deb(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "amd64",
-            Arch::Aarch64 => "arm64",
-            Arch::Armv7 => "armhf",
-            Arch::Riscv64 => "riscv64",
-            Arch::S390x => "s390x",
-        }
-    }
-    /// The Debian suite its packages come from: riscv64 became a release
-    /// architecture only in Debian 13 (bookworm has no riscv64 packages at all).
-    pub fn suite(self) -> &'static str {
-        match self {
-            Arch::Riscv64 => "trixie",
-            _ => "bookworm",
-        }
-    }
-    /// The private apt state for this architecture's Debian packages.
-    pub fn apt(self, root: &Path) -> Result<Apt, String> {
-        Apt::with_suite(root, self.deb(), self.suite())
-    }
-    /// Debian's musl multiarch directory (headers and libc.a).
-    fn musl_triplet(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "x86_64-linux-musl",
-            Arch::Aarch64 => "aarch64-linux-musl",
-            Arch::Armv7 => "arm-linux-musleabihf",
-            Arch::Riscv64 => "riscv64-linux-musl",
-            Arch::S390x => "s390x-linux-musl",
-        }
-    }
-    /// The qemu-user emulator that runs this architecture on the host.
-    pub fn qemu_user(self) -> Option<&'static str> {
-        match self {
-            Arch::X86_64 => None,
-            Arch::Aarch64 => Some("qemu-aarch64-static"),
-            Arch::Armv7 => Some("qemu-arm-static"),
-            Arch::Riscv64 => Some("qemu-riscv64-static"),
-            Arch::S390x => Some("qemu-s390x-static"),
-        }
-    }
-}
-
-impl Arch {
-    /// Built with nightly `-Zbuild-std`, linked against Debian's musl (its crt
-    /// objects and `libc.a`) rather than the musl that ships with Rust.
-    fn build_std(self) -> bool {
-        matches!(self, Arch::Armv7 | Arch::Riscv64 | Arch::S390x)
-    }
-}
-
-impl Build {
-    /// Needs nightly: armv7, riscv64 and s390x (no prebuilt core here;
-    /// `-Zbuild-std`) and the tiny flavour.
-    fn nightly(self) -> bool {
-        self.tiny || self.arch.build_std()
-    }
-    fn label(self) -> String {
-        format!(
-            "{}{}",
-            self.arch.name(),
-            if self.tiny { "-tiny" } else { "" }
-        )
-    }
-    /// Where the finished binary is copied.
-    pub fn output(self, root: &Path) -> PathBuf {
-        root.join("target/dist")
-            .join(format!("depmod-{}", self.label()))
-    }
-    /// Size budget in bytes, if any: 512 KiB for x86_64 on stable, 200 KiB for
-    /// `--tiny`. The stable one is met because the binary has no `std` (with the
-    /// precompiled std it was 772 KiB, ~200 of them std's backtrace symbolizer).
-    fn budget(self) -> Option<u64> {
-        match (self.arch, self.tiny) {
-            (Arch::X86_64, false) => Some(512 * 1024),
-            (Arch::X86_64, true) => Some(200 * 1024),
-            _ => None,
-        }
+/// Size budget in bytes, if any: 512 KiB for x86_64 on stable, 200 KiB for
+/// `--tiny`. The stable one is met because the binary has no `std` (with the
+/// precompiled std it was 772 KiB, ~200 of them std's backtrace symbolizer).
+fn size_budget(b: Build) -> Option<u64> {
+    match (b.arch, b.tiny) {
+        (Arch::X86_64, false) => Some(512 * 1024),
+        (Arch::X86_64, true) => Some(200 * 1024),
+        _ => None,
     }
 }
 
@@ -209,7 +81,7 @@ pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
     for (b, path) in &report {
         let size = fs::metadata(path).map_err(|e| e.to_string())?.len();
         let toolchain = if b.nightly() { "nightly" } else { "stable" };
-        let budget = match b.budget() {
+        let budget = match size_budget(*b) {
             Some(max) if size > max => {
                 over.push(format!("{} is {size} bytes, budget {max}", b.label()));
                 format!("budget {} KiB: OVER", max / 1024)
@@ -234,13 +106,13 @@ pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
     }
 }
 
-/// `cargo xtask test`'s part: the Rust targets, the no_std build of the core for a
+/// `cargo xtask test`'s part before the QEMU boots and `cross --matrix` (which
+/// `main.rs` runs next): the Rust targets, the no_std build of the core for a
 /// bare-metal target, `dist` and `dist --tiny` (sizes printed, budgets enforced),
-/// the integration tests once more against the static x86_64 binary (the `no_std`
-/// build: its own entry point, argument handling, allocator), the QEMU boots
-/// (x86_64, aarch64, armv7, riscv64), and every dist binary over every tree.
+/// and the integration tests once more against the static x86_64 binary (the
+/// `no_std` build: its own entry point, argument handling, allocator).
 pub fn ci(root: &Path) -> Result<(), String> {
-    crate::test::ensure_packages(crate::qemu::PACKAGES)?;
+    ensure_packages(QEMU)?;
     ensure_toolchains(true)?;
     run(Command::new(cargo_stable())
         .args(["build", "-p", "depmod", "--lib", "--no-default-features"])
@@ -262,41 +134,19 @@ pub fn ci(root: &Path) -> Result<(), String> {
         .args(["test", "--release", "-p", "depmod", "--test", "*"])
         .env("DEPMOD_UNDER_TEST", &shipped)
         .current_dir(root))?;
-    for arch in ["x86_64", "aarch64", "armv7", "riscv64"] {
-        crate::qemu::run_cli(root, &[arch.to_string()])?;
-    }
-    // Every host over every tree (`cross.rs`, `--matrix`): each dist binary on its
-    // own architecture (natively or through qemu-user, as in a foreign-architecture
-    // chroot or on the board itself) over the real Debian 12 trees of every
-    // architecture and the amd64 tree's gz/xz/zst copies, against kmod 34.2. It
-    // checks the host-dependent code: 32-bit `usize`, big-endian memory (s390x),
-    // `stat`/`dirent` layouts, atomics and threads per target. Under Debian's
-    // qemu-arm the armv7 binary died or spun forever while its allocator shrank
-    // mappings in place (src/main.rs, `heap`); the qemu-user runs are checked for it.
-    let hosts: Vec<String> = ALL
-        .iter()
-        .map(|&arch| {
-            Build { arch, tiny: false }
-                .output(root)
-                .display()
-                .to_string()
-        })
-        .collect();
-    let mut args = vec!["--matrix".to_string()];
-    args.extend(hosts);
-    crate::cross::run_cli(root, &args)?;
     Ok(())
 }
 
 const PROFILE: &str = "dist";
 
+/// cargo on the stable toolchain (the nightly builds go through `rustup run nightly`).
 fn cargo_stable() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+    cargo()
 }
 
 /// Rust targets and components the builds need (machines here set
 /// `RUSTUP_AUTO_INSTALL=0`, so nothing is installed implicitly).
-pub fn ensure_toolchains(nightly: bool) -> Result<(), String> {
+fn ensure_toolchains(nightly: bool) -> Result<(), String> {
     run(Command::new("rustup").args([
         "target",
         "add",
@@ -358,7 +208,7 @@ fn archiver() -> &'static str {
 /// decoder's `liblzma.a` is built through it for the target in a first step and
 /// linked by our build.rs (feature `xz-prebuilt`).
 pub fn build(root: &Path, b: Build) -> Result<PathBuf, String> {
-    crate::test::ensure_packages(&[("clang-14", "/usr/bin/clang-14")])?;
+    ensure_packages(&[("clang-14", "/usr/bin/clang-14")])?;
     ensure_toolchains(b.nightly())?;
     let triple = b.arch.triple();
     let (musl_inc, musl_lib) = musl(root, b.arch)?;

@@ -23,7 +23,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::run;
+use crate::util::debian::{self, KVER};
+use crate::util::{ensure_packages, run};
 
 /// Every target in `fuzz/fuzz_targets/`.
 pub const TARGETS: &[&str] = &[
@@ -41,11 +42,6 @@ pub const TARGETS: &[&str] = &[
     "pipeline",
 ];
 
-// Also included by `demo`: each user gets its own copy of this std-only module.
-#[allow(clippy::duplicate_mod)]
-#[path = "../../tests/common/debian.rs"]
-mod debian;
-use debian::KVER;
 /// Separator of module images in `pipeline` inputs (see fuzz/fuzz_targets/pipeline.rs).
 const SEP: &[u8] = b"--MODULE--";
 
@@ -297,7 +293,7 @@ fn ensure_tools() -> Result<(), String> {
         eprintln!("xtask fuzz: installing cargo-fuzz");
         run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
     }
-    crate::test::ensure_packages(&[])
+    ensure_packages(&[])
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), String> {

@@ -3,7 +3,8 @@
 //!
 //! - `PREFIX/sbin/depmod` (mode 0755): the release build (`cargo build --release`,
 //!   glibc, default features), or with `--static` the static musl binary that
-//!   `cargo xtask dist` makes for the host's architecture (built by [`dist::build`]);
+//!   `cargo xtask dist` makes for the host's architecture (built by `dist`'s builder,
+//!   which `main.rs` passes in);
 //! - `PREFIX/share/man/man8/depmod.8` and `PREFIX/share/man/man5/depmod.d.5`
 //!   (mode 0644), from `man/`.
 //!
@@ -25,8 +26,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::dist::{self, Arch, Build};
-use crate::run;
+use crate::util::arch::{Arch, Build, BuildDist};
+use crate::util::{cargo, run};
 
 const USAGE: &str = "usage: cargo xtask install [--prefix DIR] [--destdir DIR] [--static]";
 
@@ -96,24 +97,28 @@ fn host_arch() -> Result<Arch, String> {
 }
 
 /// Builds the binary to install and returns its path.
-fn build_binary(root: &Path, static_binary: bool) -> Result<PathBuf, String> {
+fn build_binary(
+    root: &Path,
+    static_binary: bool,
+    build_dist: BuildDist,
+) -> Result<PathBuf, String> {
     if static_binary {
         let arch = host_arch()?;
         eprintln!(
             "xtask: building the static {} binary (as cargo xtask dist does)",
             arch.name()
         );
-        return dist::build(root, Build { arch, tiny: false });
+        return build_dist(root, Build { arch, tiny: false });
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("xtask: cargo build --release --bin depmod");
-    run(Command::new(cargo)
+    run(Command::new(cargo())
         .args(["build", "--release", "-p", "depmod", "--bin", "depmod"])
         .current_dir(root))?;
     Ok(root.join("target/release/depmod"))
 }
 
-pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
+/// `--static` builds the binary with `build_dist`.
+pub fn run_cli(root: &Path, args: &[String], build_dist: BuildDist) -> Result<(), String> {
     let Some(args) = parse(args)? else {
         println!("{USAGE}");
         return Ok(());
@@ -122,7 +127,7 @@ pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
         Some(d) => Some(std::path::absolute(d).map_err(|e| format!("{}: {e}", d.display()))?),
         None => None,
     };
-    let binary = build_binary(root, args.static_binary)?;
+    let binary = build_binary(root, args.static_binary, build_dist)?;
     let files = [
         (binary, "sbin/depmod", 0o755),
         (root.join("man/depmod.8"), "share/man/man8/depmod.8", 0o644),

@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::apt_source::{self, Archive};
-use crate::run;
+use crate::util::apt::private_options;
+use crate::util::apt_source::{self, Archive};
+use crate::util::{cargo, ensure_packages, run};
 
 /// The orig tarball of the version we match, and the directory it unpacks to.
 const ORIG: &str = "kmod_34.2.orig.tar.xz";
@@ -69,6 +70,7 @@ const MESON_OPTIONS: &[&str] = &[
     "-Dzshcompletiondir=no",
 ];
 
+/// `cargo xtask kmod-suite [--ours PATH]`.
 pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
     let ours = match args {
         [] => None,
@@ -79,8 +81,7 @@ pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
     let ours = match ours {
         Some(path) => path,
         None => {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            run(Command::new(cargo)
+            run(Command::new(cargo())
                 .args(["build", "--release", "-p", "depmod"])
                 .current_dir(root))?;
             root.join("target/release/depmod")
@@ -94,7 +95,7 @@ pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
         ));
     }
 
-    crate::test::ensure_packages(BUILD_PACKAGES)?;
+    ensure_packages(BUILD_PACKAGES)?;
     let kdir = kernel_headers()?;
     let dir = root.join("target/kmod-suite");
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -211,7 +212,7 @@ fn kernel_headers() -> Result<PathBuf, String> {
     }
     let meta = format!("linux-headers-{arch}");
     let stamp = format!("/usr/share/doc/{meta}");
-    crate::test::ensure_packages(&[(meta.as_str(), stamp.as_str())])?;
+    ensure_packages(&[(meta.as_str(), stamp.as_str())])?;
     find().ok_or_else(|| format!("{meta} installed no /usr/src/linux-headers-*-{arch}"))
 }
 
@@ -263,16 +264,11 @@ fn fetch_source(dir: &Path) -> Result<PathBuf, String> {
     let mirror = apt_source::mirror(Archive::Main)?;
     fs::write(&sources, format!("deb-src {mirror} trixie main\n"))
         .map_err(|e| format!("{}: {e}", sources.display()))?;
-    let opts = [
-        format!("-oDir::Etc::sourcelist={}", sources.display()),
-        "-oDir::Etc::sourceparts=/dev/null".to_string(),
-        format!("-oDir::State::Lists={}", apt.join("lists").display()),
-        format!("-oDir::Cache={}", apt.join("cache").display()),
-        "-oDir::State::status=/dev/null".to_string(),
-        "-oAPT::Sandbox::User=root".to_string(),
+    let mut opts = private_options(&apt);
+    opts.extend([
         "-oAcquire::Retries=3".to_string(),
         "-oAcquire::Languages=none".to_string(),
-    ];
+    ]);
     eprintln!("xtask: fetching kmod's source (trixie, {mirror})");
     let mut update = Command::new("apt-get");
     update.args(&opts).args(["-q", "update"]);

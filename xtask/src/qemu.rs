@@ -6,37 +6,25 @@
 //! (sent back over the serial console as base64) is byte-identical to what our
 //! depmod writes on the host for the same tree (and to kmod 34.2's, when its
 //! oracle has been fetched).
+//!
+//! `main.rs` runs the command: [`ensure_emulators`], `image`'s build of ARCH, then
+//! [`boot`].
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::dist::Arch;
-use crate::image::{self, Image};
+use crate::util::arch::Arch;
+use crate::util::ensure_packages;
+use crate::util::image::Image;
+use crate::util::packages::{OPENSBI, QEMU};
 
-/// Debian packages for the system emulators and qemu-user (dist's smoke runs).
-pub const PACKAGES: &[(&str, &str)] = &[
-    ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
-    ("qemu-system-arm", "/usr/bin/qemu-system-aarch64"),
-    ("qemu-system-arm", "/usr/bin/qemu-system-arm"),
-    // qemu-system-riscv64, and OpenSBI (the SBI firmware a RISC-V kernel boots on).
-    ("qemu-system-misc", "/usr/bin/qemu-system-riscv64"),
-    ("opensbi", OPENSBI),
-    ("qemu-user-static", "/usr/bin/qemu-aarch64-static"),
-];
-
-/// OpenSBI's generic platform firmware from Debian's `opensbi` package.
-const OPENSBI: &str = "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin";
-
-pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
-    let arch = image::parse_arch(args)?;
-    crate::test::ensure_packages(PACKAGES)?;
-    let image = image::build(root, arch)?;
-    boot(&image)
+/// Installs the system emulators (and OpenSBI) when missing.
+pub fn ensure_emulators() -> Result<(), String> {
+    ensure_packages(QEMU)
 }
 
 fn command(image: &Image) -> Command {
@@ -115,6 +103,7 @@ fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// Boots `image` and checks its report against the host's outputs.
 pub fn boot(image: &Image) -> Result<(), String> {
     let timeout = std::env::var("DEPMOD_QEMU_TIMEOUT")
         .ok()

@@ -3,7 +3,7 @@
 //!
 //! Inputs, all cached under `target/`: Debian 12's kernel package of ARCH (the
 //! x86_64 one through `tests/common/debian.rs`, pinned by hash; arm64's and armhf's
-//! armmp with a private foreign-architecture apt state, `debs.rs`; for riscv64,
+//! armmp with a private foreign-architecture apt state, `util/apt.rs`; for riscv64,
 //! which Debian 12 does not release, everything comes from Debian 13), `busybox-static` of ARCH, our
 //! `cargo xtask dist` binary of ARCH and, when the plan uses it, Debian's `kmod` with
 //! the shared libraries it needs. From the repository: `images/init` (the `/init`
@@ -15,49 +15,29 @@
 //! `modules.builtin.modinfo`, and no index: depmod writes those inside the VM.
 //! Our depmod also runs on the host over the staged tree (`target/images/ARCH/host`,
 //! and kmod 34.2 into `oracle` when `cargo xtask oracle` has fetched it) so that
-//! `cargo xtask qemu` can compare what the VM wrote.
+//! `cargo xtask qemu` can compare what the VM wrote (the [`Image`] it returns).
+//!
+//! The dist binaries come from `dist`'s builder, which `main.rs` passes in. The
+//! archive is written by `cpio.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::cpio::{Kind, Writer};
-use crate::debs::{self, Apt};
-use crate::dist::{self, Arch, Build};
-use crate::run;
+use crate::util::apt::Apt;
+use crate::util::arch::{Arch, Build, BuildDist};
+use crate::util::image::{parse_arch, Image};
+use crate::util::{self, debian, ensure_packages, oracle, run};
 
-// Also included by `demo`, `fuzz` and `bench`: each user gets its own copy.
-#[allow(clippy::duplicate_mod)]
-#[path = "../../tests/common/debian.rs"]
-mod debian;
+use cpio::{Kind, Writer};
 
-/// A built image.
-pub struct Image {
-    pub arch: Arch,
-    pub kver: String,
-    pub kernel: PathBuf,
-    pub initrd: PathBuf,
-    /// The ids of the plan's steps, as `/init` prints them after `PASS `.
-    pub steps: Vec<String>,
-    /// Our depmod's outputs for the image's tree, written on the host.
-    pub host_outputs: PathBuf,
-    /// kmod 34.2's outputs for the same tree, when the oracle is available.
-    pub oracle_outputs: Option<PathBuf>,
-}
+mod cpio;
 
-pub fn parse_arch(args: &[String]) -> Result<Arch, String> {
-    match args.first().map(String::as_str) {
-        Some("x86_64") => Ok(Arch::X86_64),
-        Some("aarch64") => Ok(Arch::Aarch64),
-        Some("armv7") => Ok(Arch::Armv7),
-        Some("riscv64") => Ok(Arch::Riscv64),
-        _ => Err("expected an architecture: x86_64, aarch64, armv7 or riscv64".into()),
-    }
-}
-
-pub fn run_cli(root: &Path, args: &[String]) -> Result<(), String> {
-    let image = build(root, parse_arch(args)?)?;
+/// `cargo xtask image ARCH`: builds the image (its dist binaries with `build_dist`)
+/// and prints the kernel's and the initramfs's paths.
+pub fn run_cli(root: &Path, args: &[String], build_dist: BuildDist) -> Result<(), String> {
+    let image = build(root, parse_arch(args)?, build_dist)?;
     println!("{}\n{}", image.kernel.display(), image.initrd.display());
     Ok(())
 }
@@ -279,8 +259,9 @@ fn run_depmod(program: &Path, base: &Path, out: &Path, kver: &str) -> Result<Pat
     Ok(out.join("lib/modules").join(kver))
 }
 
-pub fn build(root: &Path, arch: Arch) -> Result<Image, String> {
-    crate::test::ensure_packages(&[])?;
+/// Builds the image of `arch`; `build_dist` builds the dist binaries it needs.
+pub fn build(root: &Path, arch: Arch, build_dist: BuildDist) -> Result<Image, String> {
+    ensure_packages(&[])?;
     let work = root.join("target/images").join(arch.name());
     fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let apt = arch.apt(root)?;
@@ -288,11 +269,11 @@ pub fn build(root: &Path, arch: Arch) -> Result<Image, String> {
     let tree = kernel_tree(root, arch)?;
     let kver = single_dir(&tree.join("lib/modules"))?;
     let moddir = tree.join("lib/modules").join(&kver);
-    let ours = dist::build(root, Build { arch, tiny: false })?;
+    let ours = build_dist(root, Build { arch, tiny: false })?;
     let host = if arch == Arch::X86_64 {
         ours.clone()
     } else {
-        dist::build(
+        build_dist(
             root,
             Build {
                 arch: Arch::X86_64,
@@ -390,7 +371,7 @@ pub fn build(root: &Path, arch: Arch) -> Result<Image, String> {
     // /bin/busybox in Debian 12, /usr/bin/busybox in Debian 13.
     let busybox = ["bin/busybox", "usr/bin/busybox"]
         .iter()
-        .find_map(|p| debs::resolve(&busybox, p))
+        .find_map(|p| util::apt::resolve(&busybox, p))
         .ok_or("busybox-static without busybox")?;
     copy(&busybox, &stage.join("bin/busybox"))?;
     copy(&ours, &stage.join("sbin/depmod"))?;
@@ -412,7 +393,7 @@ pub fn build(root: &Path, arch: Arch) -> Result<Image, String> {
 
     // What our depmod (and kmod 34.2) write for this very tree on the host.
     let host_outputs = run_depmod(&host, &stage, &work.join("host"), &kver)?;
-    let oracle = root.join("target/oracle/depmod-34.2");
+    let oracle = oracle::depmod(root);
     let oracle_outputs = if oracle.exists() {
         Some(run_depmod(&oracle, &stage, &work.join("oracle"), &kver)?)
     } else {
@@ -494,7 +475,7 @@ fn stage_kmod(apt: &Apt, arch: Arch, stage: &Path) -> Result<(), String> {
     };
     let kmod = ["bin/kmod", "usr/bin/kmod"]
         .iter()
-        .find_map(|p| debs::resolve(&pkgs[0], p))
+        .find_map(|p| util::apt::resolve(&pkgs[0], p))
         .ok_or("kmod package without kmod")?;
     copy(&kmod, &stage.join("usr/bin/kmod"))?;
     let link = stage.join(KMOD_MODPROBE);
@@ -506,7 +487,7 @@ fn stage_kmod(apt: &Apt, arch: Arch, stage: &Path) -> Result<(), String> {
         pkgs.iter().find_map(|p| {
             [format!("lib/{ma}/{file}"), format!("usr/lib/{ma}/{file}")]
                 .iter()
-                .find_map(|c| debs::resolve(p, c))
+                .find_map(|c| util::apt::resolve(p, c))
         })
     };
     let mut todo = vec![kmod.clone()];
@@ -545,7 +526,8 @@ fn stage_kmod(apt: &Apt, arch: Arch, stage: &Path) -> Result<(), String> {
         .iter()
         .find_map(|p| {
             // Debian 13's packages hold /usr only (/lib is base-files' link).
-            debs::resolve(p, &interp).or_else(|| debs::resolve(p, &format!("/usr{interp}")))
+            util::apt::resolve(p, &interp)
+                .or_else(|| util::apt::resolve(p, &format!("/usr{interp}")))
         })
         .ok_or(format!("{interp}: not in libc6"))?;
     copy(&ld, &stage.join(interp.trim_start_matches('/')))?;

@@ -6,13 +6,35 @@
 //! cached in `target/xtask/debs/ARCH` and unpacked once (`dpkg -x`) under
 //! `target/xtask/unpacked/ARCH/PACKAGE_VERSION`. Debs already fetched by the test
 //! suite into `target/debs` are reused.
+//!
+//! [`private_options`] are the `apt-get` options of any private apt state (also the
+//! oracle's and `kmod-suite`'s source download).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::apt_source::{self, Archive};
-use crate::run;
+use super::apt_source::{self, Archive};
+use super::run;
+
+/// The `apt-get` options that make `dir` a private apt state: its own
+/// `sources.list`, `lists/` and `cache/` (the caller creates `lists/partial` and
+/// `cache/archives/partial` and writes `sources.list`), no `sources.list.d`, no dpkg
+/// status (so nothing counts as installed), and downloads as root rather than apt's
+/// `_apt` user (which may not write into the workspace).
+pub fn private_options(dir: &Path) -> Vec<String> {
+    vec![
+        format!(
+            "-oDir::Etc::sourcelist={}",
+            dir.join("sources.list").display()
+        ),
+        "-oDir::Etc::sourceparts=/dev/null".into(),
+        format!("-oDir::State::Lists={}", dir.join("lists").display()),
+        format!("-oDir::Cache={}", dir.join("cache").display()),
+        "-oDir::State::status=/dev/null".into(),
+        "-oAPT::Sandbox::User=root".into(),
+    ]
+}
 
 /// A Debian suite (Debian 12 unless [`Apt::with_suite`] says otherwise) from the
 /// mirrors this machine's apt uses: the point releases plus the security archive
@@ -76,25 +98,20 @@ impl Apt {
     }
 
     fn options(&self) -> Vec<String> {
-        vec![
+        let mut options = vec![
             format!("-oAPT::Architecture={}", self.arch),
             format!("-oAPT::Architectures={}", self.arch),
-            format!(
-                "-oDir::Etc::sourcelist={}",
-                self.dir.join("sources.list").display()
-            ),
-            "-oDir::Etc::sourceparts=/dev/null".into(),
-            format!("-oDir::State::Lists={}", self.dir.join("lists").display()),
-            format!("-oDir::Cache={}", self.dir.join("cache").display()),
-            "-oDir::State::status=/dev/null".into(),
-            "-oAPT::Sandbox::User=root".into(),
+        ];
+        options.extend(private_options(&self.dir));
+        options.extend([
             "-oAcquire::Retries=3".into(),
             // Package lists only (no AppStream metadata).
             "-oAcquire::IndexTargets::deb::DEP-11::DefaultEnabled=false".into(),
             "-oAcquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false".into(),
             "-oAcquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false".into(),
             "-oAcquire::IndexTargets::deb::DEP-11-icons-hidpi::DefaultEnabled=false".into(),
-        ]
+        ]);
+        options
     }
 
     fn has_lists(&self) -> bool {
