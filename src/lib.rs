@@ -20,6 +20,10 @@
 //!    └──────── atomic write (temp file + rename) ◄──┘   (host again)
 //! ```
 //!
+//! With `DEPMOD_CACHE`, the host keeps each module's `ModuleData` between runs
+//! ([`cache`]) and skips reading, decompressing and scanning the files that did not
+//! change; everything after loading runs as always, so the outputs cannot differ.
+//!
 //! Diagnostics are values ([`diag::Diag`]) returned in kmod's order; the binary
 //! words them.
 #![no_std]
@@ -44,9 +48,11 @@ extern crate std;
 
 pub mod alias;
 pub mod builtin;
+pub mod cache;
 pub mod config;
 pub mod decompress;
 pub mod diag;
+pub mod digest;
 pub mod elf;
 pub mod ere;
 pub mod hash;
@@ -60,3 +66,4 @@ pub mod resolve;
 pub mod scan;
 pub mod sparse;
 pub mod symvers;
+mod wire;

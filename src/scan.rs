@@ -7,7 +7,9 @@
 
 use alloc::vec::Vec;
 
+use crate::decompress::Format;
 use crate::elf::{cstr, Elf, ElfError, EM_SPARC, EM_SPARCV9, SHN_ABS, SHN_UNDEF};
+use crate::wire::{Reader, Writer};
 
 /// The `.modinfo` keys depmod acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -408,4 +410,146 @@ impl ModuleData {
             .iter()
             .map(|&(s, crc, w)| (self.get(s), crc, w))
     }
+
+    /// Appends this module's record for the module cache (`crate::cache`).
+    /// `None` (nothing appended) when the result depends on more than the file's
+    /// bytes — an I/O error, or a format this build cannot decode — and so must not
+    /// be kept.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Option<()> {
+        use crate::decompress::Error as D;
+        let (tag, format) = match self.error {
+            None => (0, None),
+            Some(LoadError::NotElf) => (1, None),
+            Some(LoadError::Malformed) => (2, None),
+            Some(LoadError::TooLarge) => (3, None),
+            Some(LoadError::TooManySymbols) => (4, None),
+            Some(LoadError::Decompress(D::Corrupt(f))) => (5, Some(f)),
+            Some(LoadError::Decompress(D::Truncated(f))) => (6, Some(f)),
+            Some(LoadError::Decompress(D::TooLarge(f))) => (7, Some(f)),
+            Some(LoadError::Io(_)) | Some(LoadError::Decompress(D::Unsupported(_))) => return None,
+        };
+        let start = out.len();
+        let mut w = Writer(out);
+        w.u8(tag);
+        if let Some(f) = format {
+            w.u8(format_tag(f));
+        }
+        let written = (|| {
+            w.bytes(&self.arena)?;
+            w.u32(u32::try_from(self.modinfo.len()).ok()?);
+            for &(k, s) in &self.modinfo {
+                w.u8(match k {
+                    InfoKey::Alias => 0,
+                    InfoKey::Softdep => 1,
+                    InfoKey::Weakdep => 2,
+                });
+                w.u32(s.0);
+                w.u32(s.1);
+            }
+            w.u32(u32::try_from(self.exports.len()).ok()?);
+            for &(s, crc) in &self.exports {
+                w.u32(s.0);
+                w.u32(s.1);
+                w.u64(crc);
+            }
+            w.u32(u32::try_from(self.imports.len()).ok()?);
+            for &(s, crc, weak) in &self.imports {
+                w.u32(s.0);
+                w.u32(s.1);
+                w.u64(crc);
+                w.u8(u8::from(weak));
+            }
+            Some(())
+        })();
+        if written.is_none() {
+            out.truncate(start);
+        }
+        written
+    }
+
+    /// Reads back a record [`Self::encode`] wrote; `None` unless `bytes` is exactly
+    /// one well-formed record (every span inside the arena).
+    pub fn decode(bytes: &[u8]) -> Option<ModuleData> {
+        use crate::decompress::Error as D;
+        let mut r = Reader(bytes);
+        let error = match r.u8()? {
+            0 => None,
+            1 => Some(LoadError::NotElf),
+            2 => Some(LoadError::Malformed),
+            3 => Some(LoadError::TooLarge),
+            4 => Some(LoadError::TooManySymbols),
+            tag @ 5..=7 => {
+                let f = format_of_tag(r.u8()?)?;
+                Some(LoadError::Decompress(match tag {
+                    5 => D::Corrupt(f),
+                    6 => D::Truncated(f),
+                    _ => D::TooLarge(f),
+                }))
+            }
+            _ => return None,
+        };
+        let arena = r.bytes()?;
+        let span = |r: &mut Reader<'_>| -> Option<Span> {
+            let s = Span(r.u32()?, r.u32()?);
+            (s.0 <= s.1 && s.1 as usize <= arena.len()).then_some(s)
+        };
+        let n = r.count(9)?;
+        let mut modinfo = Vec::with_capacity(n);
+        for _ in 0..n {
+            let key = match r.u8()? {
+                0 => InfoKey::Alias,
+                1 => InfoKey::Softdep,
+                2 => InfoKey::Weakdep,
+                _ => return None,
+            };
+            modinfo.push((key, span(&mut r)?));
+        }
+        let n = r.count(16)?;
+        let mut exports = Vec::with_capacity(n);
+        for _ in 0..n {
+            let s = span(&mut r)?;
+            exports.push((s, r.u64()?));
+        }
+        let n = r.count(17)?;
+        let mut imports = Vec::with_capacity(n);
+        for _ in 0..n {
+            let s = span(&mut r)?;
+            let crc = r.u64()?;
+            let weak = match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return None,
+            };
+            imports.push((s, crc, weak));
+        }
+        if !r.is_empty() {
+            return None;
+        }
+        Some(ModuleData {
+            arena: arena.to_vec(),
+            modinfo,
+            exports,
+            imports,
+            error,
+        })
+    }
+}
+
+fn format_tag(f: Format) -> u8 {
+    match f {
+        Format::Plain => 0,
+        Format::Gzip => 1,
+        Format::Xz => 2,
+        Format::Zstd => 3,
+    }
+}
+
+fn format_of_tag(t: u8) -> Option<Format> {
+    Some(match t {
+        0 => Format::Plain,
+        1 => Format::Gzip,
+        2 => Format::Xz,
+        3 => Format::Zstd,
+        _ => return None,
+    })
 }

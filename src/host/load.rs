@@ -14,7 +14,9 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::sys::{self, Errno, File};
+use crate::cache::{Cache, Provenance};
 use crate::decompress::{self, Format};
+use crate::digest::digest;
 use crate::scan::{LoadError, ModuleData};
 use crate::sparse::{self, Plan, Step};
 
@@ -55,23 +57,85 @@ struct Buffers {
     decoders: decompress::Decoders,
 }
 
+/// Where a module's data came from this run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A cache record, the file unchanged by `stat`: nothing read.
+    Stat,
+    /// A cache record with the same bytes: read, not decompressed or scanned.
+    Content,
+    /// The file, read and scanned.
+    Read,
+}
+
+/// What one worker needs to know of the module cache (`crate::cache`).
+#[derive(Clone, Copy)]
+pub struct CacheUse<'c, 'a> {
+    /// Last run's records.
+    pub cache: &'c Cache<'a>,
+    /// When this run began (before its walk): the time our reads are taken at.
+    pub run_start_ns: i64,
+}
+
 /// Loads one module: reads it (decompressing by magic), scans it, keeps what the
 /// outputs need. A plain module is read in part when it can be (`crate::sparse`),
 /// otherwise whole.
-fn load_one(path: &[u8], bufs: &mut Buffers) -> ModuleData {
+///
+/// With a cache, a record whose file `stat` shows unchanged (and not racily so) is
+/// taken instead of reading the file at all, and a compressed file whose bytes a
+/// record fingerprinted is not decompressed; either way the provenance for the
+/// next cache comes back too.
+fn load_one(
+    path: &[u8],
+    bufs: &mut Buffers,
+    cache: Option<CacheUse<'_, '_>>,
+) -> (ModuleData, Option<Provenance>, Source) {
+    if let Some(c) = cache {
+        if let Some(record) = c.cache.by_path(path) {
+            if let Ok(meta) = sys::metadata(path) {
+                let id = meta.file_id();
+                if record.trusted_for(&id) {
+                    if let Some(data) = record.data() {
+                        let p = Provenance {
+                            id,
+                            verified_ns: record.verified_ns,
+                            content: record.content,
+                        };
+                        return (data, Some(p), Source::Stat);
+                    }
+                }
+            }
+        }
+    }
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) => return ModuleData::failed(errno_of(e)),
+        Err(e) => return (ModuleData::failed(errno_of(e)), None, Source::Read),
     };
-    let len = match file.metadata() {
-        Ok(m) => m.size(),
-        Err(e) => return ModuleData::failed(errno_of(e)),
+    let meta = match file.metadata() {
+        Ok(m) => m,
+        Err(e) => return (ModuleData::failed(errno_of(e)), None, Source::Read),
     };
+    // Taken before any byte is read: a change after this moves a timestamp (or
+    // is racily recent, and verified again next time).
+    let provenance = cache.map(|c| Provenance {
+        id: meta.file_id(),
+        verified_ns: c.run_start_ns,
+        content: None,
+    });
+    let len = meta.size();
     if len < 6 {
-        return ModuleData::failed(LoadError::Malformed);
+        return (
+            ModuleData::failed(LoadError::Malformed),
+            provenance,
+            Source::Read,
+        );
     }
     if len > MAX_MODULE_SIZE as u64 {
-        return ModuleData::failed(LoadError::TooLarge);
+        return (
+            ModuleData::failed(LoadError::TooLarge),
+            provenance,
+            Source::Read,
+        );
     }
     if len > sparse::HEAD as u64 {
         let mut head = [0u8; sparse::HEAD];
@@ -80,28 +144,38 @@ fn load_one(path: &[u8], bufs: &mut Buffers) -> ModuleData {
         // than `fstat` said): that read then gives the verdict it gives today.
         if file.read_at(&mut head, 0) == Ok(head.len()) && head.starts_with(b"\x7fELF") {
             if let Some(data) = load_sparse(&file, len, &head, &mut bufs.image) {
-                return data;
+                return (data, provenance, Source::Read);
             }
         }
     }
     if let Err(e) = read_file(&file, len, &mut bufs.file) {
-        return ModuleData::failed(e);
+        return (ModuleData::failed(e), provenance, Source::Read);
     }
     let file_buf = &bufs.file;
-    match decompress::detect(file_buf) {
+    let data = match decompress::detect(file_buf) {
         None => ModuleData::failed(LoadError::Malformed),
         Some(Format::Plain) => ModuleData::from_image(file_buf),
         Some(format) => {
+            let mut provenance = provenance;
+            if let (Some(c), Some(p)) = (cache, provenance.as_mut()) {
+                let content = digest(file_buf);
+                p.content = Some(content);
+                if let Some(data) = c.cache.by_content(&content).and_then(|r| r.data()) {
+                    return (data, provenance, Source::Content);
+                }
+            }
             let unpacked = &mut bufs.unpacked;
-            match bufs
+            let data = match bufs
                 .decoders
                 .decompress(format, file_buf, unpacked, MAX_MODULE_SIZE)
             {
                 Ok(()) => ModuleData::from_image(unpacked),
                 Err(e) => ModuleData::failed(LoadError::Decompress(e)),
-            }
+            };
+            return (data, provenance, Source::Read);
         }
-    }
+    };
+    (data, provenance, Source::Read)
 }
 
 /// Reads and scans a plain module of `len` bytes (`head`: its first bytes) in part,
@@ -150,8 +224,20 @@ fn load_sparse(file: &File, len: u64, head: &[u8], image: &mut Vec<u8>) -> Optio
     result
 }
 
-/// Loads every module in `paths` (in parallel), returning results in the same order.
-pub fn load_all(paths: &[&[u8]]) -> Vec<ModuleData> {
+/// Every module's data, in path order, with its provenance for the next cache
+/// (when a cache is in use) and how many came from where.
+pub struct Loaded {
+    /// One per path.
+    pub data: Vec<ModuleData>,
+    /// One per path; `None` without a cache, or when not worth keeping.
+    pub provenance: Vec<Option<Provenance>>,
+    /// Modules taken from the cache by `stat`, by content, and read.
+    pub counts: [usize; 3],
+}
+
+/// Loads every module in `paths` (in parallel), returning results in the same
+/// order, each with its provenance for the next cache when a cache is in use.
+pub fn load_all(paths: &[&[u8]], cache: Option<CacheUse<'_, '_>>) -> Loaded {
     let n = paths.len();
     let workers = sys::parallelism().min(n.max(1));
     let next = AtomicUsize::new(0);
@@ -163,18 +249,28 @@ pub fn load_all(paths: &[&[u8]]) -> Vec<ModuleData> {
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(&path) = paths.get(i) else { break };
-            local.push((i, load_one(path, &mut bufs)));
+            local.push((i, load_one(path, &mut bufs, cache)));
         }
         local
     });
-    let mut results: Vec<Option<ModuleData>> = (0..n).map(|_| None).collect();
-    for (i, d) in done.into_iter().flatten() {
-        // `results` has one slot per path, and `i` indexed `paths`.
-        if let Some(slot) = results.get_mut(i) {
-            *slot = Some(d);
+    let mut data: Vec<ModuleData> = (0..n).map(|_| ModuleData::default()).collect();
+    let mut provenance: Vec<Option<Provenance>> = (0..n).map(|_| None).collect();
+    let mut counts = [0; 3];
+    for (i, (d, p, source)) in done.into_iter().flatten() {
+        // There is one slot per path, and `i` indexed `paths`.
+        if let (Some(ds), Some(ps)) = (data.get_mut(i), provenance.get_mut(i)) {
+            *ds = d;
+            *ps = p;
+        }
+        if let Some(c) = counts.get_mut(source as usize) {
+            *c += 1;
         }
     }
-    results.into_iter().map(|d| d.unwrap_or_default()).collect()
+    Loaded {
+        data,
+        provenance,
+        counts,
+    }
 }
 
 #[cfg(test)]
@@ -212,7 +308,7 @@ mod tests {
         let bytes = elf();
         let t = Temp::new("whole", &bytes);
         let mut bufs = Buffers::default();
-        let got = load_one(t.path(), &mut bufs);
+        let (got, _, _) = load_one(t.path(), &mut bufs, None);
         let whole = ModuleData::from_image(&bytes);
         assert_eq!(format!("{got:?}"), format!("{whole:?}"));
         assert!(bufs.file.is_empty(), "read whole");
@@ -234,7 +330,7 @@ mod tests {
         assert!(image.iter().all(|&b| b == 0));
         // What the whole read then gives: the verdict on the file as it is.
         let mut bufs = Buffers::default();
-        let got = load_one(t.path(), &mut bufs);
+        let (got, _, _) = load_one(t.path(), &mut bufs, None);
         assert_eq!(
             format!("{got:?}"),
             format!("{:?}", ModuleData::from_image(half))

@@ -6,6 +6,7 @@ use alloc::format;
 use alloc::vec;
 use alloc::vec::Vec;
 
+mod cache;
 mod load;
 pub use load::MAX_MODULE_SIZE;
 mod report;
@@ -173,6 +174,9 @@ fn run_with_context(
     outdir: &[u8],
     all: bool,
 ) -> u8 {
+    // Before the walk: the time this run's reads are taken at, for the module
+    // cache's "changed too recently to trust" rule (`crate::cache`).
+    let run_start_ns = sys::now_ns();
     // Kernel symbols (-E wins over -F).
     let symfile = opts.symvers.as_ref().or(opts.system_map.as_ref());
     let symfile_bytes = match symfile {
@@ -310,7 +314,28 @@ fn run_with_context(
 
     // Load and resolve.
     let path_refs: Vec<&[u8]> = paths.iter().map(|p| p.as_slice()).collect();
-    let data = load::load_all(&path_refs);
+    let mut cache_file = if opts.dry_run {
+        None
+    } else {
+        cache::CacheFile::from_env(dir, report)
+    };
+    let load::Loaded {
+        data,
+        provenance,
+        counts,
+    } = {
+        let records = cache_file.as_ref().map(|f| f.parse(report));
+        let cache = records.as_ref().map(|cache| load::CacheUse {
+            cache,
+            run_start_ns,
+        });
+        load::load_all(&path_refs, cache)
+    };
+    if let Some(f) = cache_file.as_mut() {
+        // Last run's records are all taken: free them before resolving.
+        f.forget_records();
+        f.report_counts(counts, report);
+    }
     let ropts = ResolveOptions {
         prefix: opts.prefix,
         check_crcs: opts.symvers.is_some(),
@@ -333,7 +358,11 @@ fn run_with_context(
         warn_duplicates: opts.warn,
         leave_out_non_ascii: !opts.dry_run,
     };
-    write_outputs(&outputs, dir, outdir, opts.dry_run, report, &ctx)
+    let status = write_outputs(&outputs, dir, outdir, opts.dry_run, report, &ctx);
+    if let (0, Some(f)) = (status, &cache_file) {
+        f.store(dir, &paths, &provenance, &data, report);
+    }
+    status
 }
 
 /// Reads an input file of DIR, warning as kmod does when it is missing.

@@ -97,6 +97,18 @@ impl Metadata {
     pub fn id(&self) -> (u64, u64) {
         (self.0.st_dev as u64, self.0.st_ino as u64)
     }
+    /// What the module cache compares to tell a change (`crate::cache`).
+    #[allow(clippy::unnecessary_cast)]
+    pub fn file_id(&self) -> crate::cache::FileId {
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+        crate::cache::FileId {
+            dev: self.0.st_dev as u64,
+            ino: self.0.st_ino as u64,
+            size: self.0.st_size as u64,
+            mtime_ns: ns(self.0.st_mtime as i64, self.0.st_mtime_nsec as i64),
+            ctime_ns: ns(self.0.st_ctime as i64, self.0.st_ctime_nsec as i64),
+        }
+    }
     /// Modification time, whole seconds (what kmod compares for `-A`).
     #[allow(clippy::unnecessary_cast)]
     pub fn mtime(&self) -> i64 {
@@ -338,6 +350,16 @@ pub fn read_dir(path: &[u8]) -> Result<Vec<(Vec<u8>, Option<EntryType>)>> {
     Dir::open(path).map(Dir::entries)
 }
 
+/// `unlink(2)`.
+pub fn remove_file(path: &[u8]) -> Result<()> {
+    let c = c_path(path)?;
+    // SAFETY: `c` is NUL-terminated.
+    if unsafe { libc::unlink(c.as_ptr().cast()) } != 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
 /// Can the directory be opened (kmod opens it before it writes there)?
 pub fn open_dir(path: &[u8]) -> Result<()> {
     Dir::open(path).map(drop)
@@ -508,6 +530,14 @@ pub fn now() -> (u64, u32) {
     // SAFETY: `clock_gettime` succeeded, so it filled `ts` in.
     let ts = unsafe { ts.assume_init() };
     (ts.tv_sec as u64, (ts.tv_nsec / 1000) as u32)
+}
+
+/// Wall-clock time in nanoseconds since the epoch (the clock file timestamps use).
+pub fn now_ns() -> i64 {
+    let (secs, usecs) = now();
+    (secs as i64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(i64::from(usecs) * 1000)
 }
 
 /// The process id.

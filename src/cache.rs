@@ -1,0 +1,261 @@
+//! The module cache's file: what depmod took from each module last time, and how
+//! to tell that a module file is still the one it took it from.
+//!
+//! In: the bytes of a cache file (or nothing). Out: a [`Cache`] to look records up in, by module path (with the file
+//! identity `stat` gave then) or by the fingerprint of a compressed file's bytes;
+//! and, at the end of a run, the bytes of the new cache file ([`encode`]).
+//!
+//! The host decides when a record may be used (see [`Record::trusted_for`]): a
+//! record found by path is trusted only if the file's identity is unchanged *and*
+//! the file was last changed well before the record was taken (git's "racily
+//! clean" rule: a file rewritten within the timestamp granularity of our read could
+//! keep its old timestamps). Everything else is read again, or for compressed
+//! files, recognised by the fingerprint of their bytes without decompressing.
+//!
+//! File layout (little-endian), checked end to end by a trailing fingerprint:
+//!
+//! ```text
+//! magic "depmod-cache\n\0\0\0"  format u32  build id (bytes)  module dir (bytes, for
+//!   people: records are found by absolute path, or by content whatever the tree)
+//! count u32, then per module:
+//!   path (bytes)  dev u64  ino u64  size u64  mtime_ns i64  ctime_ns i64
+//!   verified_ns i64  has_digest u8  digest [16]  record (bytes: ModuleData::encode)
+//! fingerprint [16] of everything before it
+//! ```
+//!
+//! "bytes" is a u32 length and the bytes. Nothing here trusts the file: a short,
+//! damaged or older cache parses to a [`CacheError`], never a panic.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use crate::digest::{digest, Digest};
+use crate::scan::ModuleData;
+use crate::wire::{Reader, Writer};
+
+const MAGIC: &[u8; 16] = b"depmod-cache\n\0\0\0";
+/// Bumped whenever the layout above or the meaning of a record changes.
+const FORMAT: u32 = 1;
+/// The build that wrote the cache. What a module's record holds is a function of
+/// its bytes *and of this program*: a record written by another version of depmod
+/// is not used.
+const BUILD_ID: &str = concat!(env!("CARGO_PKG_NAME"), " ", env!("CARGO_PKG_VERSION"));
+
+/// A file's timestamps may be this coarse (FAT: 2 s). A file changed less than
+/// this before its record was taken is verified again, not trusted by `stat`.
+pub const TIMESTAMP_GRANULARITY_NS: i64 = 2_000_000_000;
+
+/// What `stat` says of a file, as far as telling a change goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileId {
+    /// Device of the file system.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification (ns since the epoch).
+    pub mtime_ns: i64,
+    /// Last status change (ns since the epoch): moves with every write and with
+    /// any `touch -d` that sets mtime back.
+    pub ctime_ns: i64,
+}
+
+/// Why a cache file is not used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheError {
+    /// Not a cache file, or cut short, or damaged (its fingerprint does not match).
+    Damaged,
+    /// A cache of another format or another depmod build.
+    OtherVersion,
+}
+
+impl CacheError {
+    /// Words for the one message the host prints.
+    pub fn describe(self) -> &'static str {
+        match self {
+            CacheError::Damaged => "damaged or truncated",
+            CacheError::OtherVersion => "written by another version of depmod",
+        }
+    }
+}
+
+/// One module's entry, borrowed from the cache file.
+#[derive(Clone, Copy, Debug)]
+pub struct Record<'a> {
+    /// The module's path as the run named it.
+    pub path: &'a [u8],
+    /// The file's identity when its bytes were read.
+    pub id: FileId,
+    /// When those bytes were read (ns since the epoch, taken before the run's walk).
+    pub verified_ns: i64,
+    /// Fingerprint of the file's bytes (compressed modules only).
+    pub content: Option<Digest>,
+    record: &'a [u8],
+}
+
+impl Record<'_> {
+    /// May this record stand for the file whose identity is now `now`, without
+    /// reading it? Only if nothing `stat` shows changed and the file's last change
+    /// lies a full timestamp granule before its bytes were read (so a rewrite
+    /// after that read must have moved a timestamp).
+    pub fn trusted_for(&self, now: &FileId) -> bool {
+        self.id == *now
+            && self.id.mtime_ns.max(self.id.ctime_ns)
+                < self.verified_ns.saturating_sub(TIMESTAMP_GRANULARITY_NS)
+    }
+
+    /// What the module gave. `None` if the record does not decode (a cache we
+    /// wrote ourselves always does; the caller then reads the module).
+    pub fn data(&self) -> Option<ModuleData> {
+        ModuleData::decode(self.record)
+    }
+}
+
+/// A parsed cache file.
+#[derive(Debug, Default)]
+pub struct Cache<'a> {
+    records: Vec<Record<'a>>,
+    by_path: BTreeMap<&'a [u8], usize>,
+    by_content: BTreeMap<Digest, usize>,
+}
+
+impl<'a> Cache<'a> {
+    /// Parses `bytes` as a cache file.
+    pub fn parse(bytes: &'a [u8]) -> Result<Cache<'a>, CacheError> {
+        let body_len = bytes.len().checked_sub(16).ok_or(CacheError::Damaged)?;
+        let (body, sum) = bytes.split_at(body_len);
+        let mut r = Reader(body);
+        if r.take(MAGIC.len()) != Some(&MAGIC[..]) {
+            return Err(CacheError::Damaged);
+        }
+        if digest(body) != sum {
+            return Err(CacheError::Damaged);
+        }
+        let format = r.u32().ok_or(CacheError::Damaged)?;
+        let build = r.bytes().ok_or(CacheError::Damaged)?;
+        if format != FORMAT || build != BUILD_ID.as_bytes() {
+            return Err(CacheError::OtherVersion);
+        }
+        // The module directory it was made for: informational. Records are found
+        // by absolute path, so another tree's never match by path; by content they
+        // may, which is the point (a tree copied afresh elsewhere).
+        r.bytes().ok_or(CacheError::Damaged)?;
+        Self::records(r).ok_or(CacheError::Damaged)
+    }
+
+    fn records(mut r: Reader<'a>) -> Option<Cache<'a>> {
+        // path, five ids and verified_ns, has_digest, digest, record.
+        let n = r.count(4 + 48 + 1 + 16 + 4)?;
+        let mut cache = Cache {
+            records: Vec::with_capacity(n),
+            ..Cache::default()
+        };
+        for i in 0..n {
+            let path = r.bytes()?;
+            let id = FileId {
+                dev: r.u64()?,
+                ino: r.u64()?,
+                size: r.u64()?,
+                mtime_ns: r.i64()?,
+                ctime_ns: r.i64()?,
+            };
+            let verified_ns = r.i64()?;
+            let has_digest = r.u8()?;
+            let d = r.digest()?;
+            let content = match has_digest {
+                0 => None,
+                1 => Some(d),
+                _ => return None,
+            };
+            let record = r.bytes()?;
+            cache.by_path.insert(path, i);
+            if let Some(d) = content {
+                cache.by_content.insert(d, i);
+            }
+            cache.records.push(Record {
+                path,
+                id,
+                verified_ns,
+                content,
+                record,
+            });
+        }
+        r.is_empty().then_some(cache)
+    }
+
+    /// The record of module `path`, if any.
+    pub fn by_path(&self, path: &[u8]) -> Option<&Record<'a>> {
+        self.records.get(*self.by_path.get(path)?)
+    }
+
+    /// A record of a compressed module with exactly these bytes, if any (a tree
+    /// copied afresh: new paths or inodes, same files).
+    pub fn by_content(&self, content: &Digest) -> Option<&Record<'a>> {
+        self.records.get(*self.by_content.get(content)?)
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// No records?
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+/// How one module of this run came to be known, for the next cache.
+#[derive(Clone, Copy, Debug)]
+pub struct Provenance {
+    /// The file's identity before its bytes were read (or when a record was
+    /// trusted).
+    pub id: FileId,
+    /// When its bytes were read.
+    pub verified_ns: i64,
+    /// Fingerprint of its bytes (compressed modules).
+    pub content: Option<Digest>,
+}
+
+/// The new cache file for module directory `dir`: one record per module of this
+/// run that has a provenance and a result that depends only on the file's bytes.
+/// Modules no longer in the tree are dropped, so the cache never outgrows the tree.
+pub fn encode<'m>(
+    dir: &[u8],
+    modules: impl Iterator<Item = (&'m [u8], &'m Provenance, &'m ModuleData)>,
+) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut w = Writer(&mut out);
+    w.0.extend_from_slice(MAGIC);
+    w.u32(FORMAT);
+    w.bytes(BUILD_ID.as_bytes())?;
+    w.bytes(dir)?;
+    let count_at = w.0.len();
+    w.u32(0);
+    let mut count = 0u32;
+    let mut record = Vec::new();
+    for (path, p, data) in modules {
+        record.clear();
+        if data.encode(&mut record).is_none() {
+            continue;
+        }
+        let mut w = Writer(&mut out);
+        w.bytes(path)?;
+        w.u64(p.id.dev);
+        w.u64(p.id.ino);
+        w.u64(p.id.size);
+        w.i64(p.id.mtime_ns);
+        w.i64(p.id.ctime_ns);
+        w.i64(p.verified_ns);
+        w.u8(u8::from(p.content.is_some()));
+        w.0.extend_from_slice(&p.content.unwrap_or_default());
+        w.bytes(&record)?;
+        count = count.checked_add(1)?;
+    }
+    out.get_mut(count_at..count_at + 4)?
+        .copy_from_slice(&count.to_le_bytes());
+    let sum = digest(&out);
+    out.extend_from_slice(&sum);
+    Some(out)
+}

@@ -1,0 +1,805 @@
+//! The module cache (`DEPMOD_CACHE=DIR`): a cached run is byte-identical to a full
+//! run, always, whatever changed in between.
+//!
+//! * Randomized sequences of changes to a tree of real Debian modules (plain, gz,
+//!   xz, zst): add, remove, modify, touch, rename, same-size rewrite, rewrite with
+//!   the old timestamps put back, symlink swap, depmod.d, modules.order,
+//!   modules.builtin, `-E` and `-F` input changes. After each step, depmod with the
+//!   cache and depmod without it (a fresh full run) must write the same 11 files,
+//!   print the same and exit the same.
+//! * The cache is used: an unchanged tree opens no module file; after one change,
+//!   only that one (strace).
+//! * A damaged cache: every truncation and every byte flip of a real cache file is
+//!   refused by the parser; depmod over a sample of them prints one warning,
+//!   writes the full run's outputs and leaves a good cache behind. An older
+//!   format gets the same treatment.
+//! * Two or more depmods at once never leave a damaged cache; `-n` writes none.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, SystemTime};
+
+use common::debian::{self, KVER};
+
+/// The eleven outputs.
+const OUTPUTS: &[&str] = &[
+    "modules.dep",
+    "modules.dep.bin",
+    "modules.alias",
+    "modules.alias.bin",
+    "modules.softdep",
+    "modules.weakdep",
+    "modules.symbols",
+    "modules.symbols.bin",
+    "modules.builtin.bin",
+    "modules.builtin.alias.bin",
+    "modules.devname",
+];
+
+/// Where the pool of real modules comes from (subtrees of the Debian tree).
+const POOL_DIRS: &[&str] = &[
+    "kernel/fs",
+    "kernel/lib",
+    "kernel/crypto",
+    "kernel/drivers/md",
+];
+
+fn ours() -> PathBuf {
+    std::env::var_os("DEPMOD_UNDER_TEST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_depmod")))
+}
+
+/// xorshift64*: a reproducible sequence per seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Form {
+    Plain,
+    Gz,
+    Xz,
+    Zst,
+}
+
+impl Form {
+    const ALL: [Form; 4] = [Form::Plain, Form::Gz, Form::Xz, Form::Zst];
+    fn suffix(self) -> &'static str {
+        match self {
+            Form::Plain => ".ko",
+            Form::Gz => ".ko.gz",
+            Form::Xz => ".ko.xz",
+            Form::Zst => ".ko.zst",
+        }
+    }
+    /// The compressor and the options that write `bytes` to stdout.
+    fn compress(self, bytes: &[u8], level: u32) -> Vec<u8> {
+        let (tool, args): (&str, Vec<String>) = match self {
+            Form::Plain => return bytes.to_vec(),
+            Form::Gz => ("gzip", vec![format!("-{level}"), "-n".into(), "-c".into()]),
+            Form::Xz => (
+                "xz",
+                vec![format!("-{level}"), "--check=crc32".into(), "-c".into()],
+            ),
+            Form::Zst => ("zstd", vec![format!("-{level}"), "-q".into(), "-c".into()]),
+        };
+        let mut child = Command::new(tool)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{tool}: {e}"));
+        let mut stdin = child.stdin.take().unwrap();
+        let input = bytes.to_vec();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            stdin.write_all(&input).unwrap();
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        assert!(out.status.success(), "{tool} failed");
+        out.stdout
+    }
+}
+
+/// Real modules to draw from: (path relative to the module directory without the
+/// `.ko`, plain bytes).
+struct Pool {
+    modules: Vec<(String, Vec<u8>)>,
+    compressed: BTreeMap<(usize, Form, u32), Vec<u8>>,
+    system_map: Vec<u8>,
+    symvers: Vec<u8>,
+}
+
+impl Pool {
+    fn load() -> Pool {
+        let moddir = debian::module_dir().unwrap_or_else(|e| panic!("Debian tree: {e}"));
+        let mut modules = Vec::new();
+        for d in POOL_DIRS {
+            let mut stack = vec![moddir.join(d)];
+            while let Some(dir) = stack.pop() {
+                for e in fs::read_dir(&dir).unwrap().flatten() {
+                    let p = e.path();
+                    if p.is_dir() {
+                        stack.push(p);
+                    } else if p.extension().is_some_and(|x| x == "ko") {
+                        let rel = p.strip_prefix(&moddir).unwrap().to_string_lossy();
+                        let stem = rel.trim_end_matches(".ko").to_string();
+                        modules.push((stem, fs::read(&p).unwrap()));
+                    }
+                }
+            }
+        }
+        modules.sort();
+        let root = debian::image_root().unwrap();
+        let system_map = fs::read(root.join(format!("boot/System.map-{KVER}"))).unwrap();
+        let symvers = fs::read(debian::module_symvers().unwrap()).unwrap();
+        Pool {
+            modules,
+            compressed: BTreeMap::new(),
+            system_map,
+            symvers,
+        }
+    }
+
+    /// Module `i` in `form`, compressed at `level` (levels give other bytes).
+    fn bytes(&mut self, i: usize, form: Form, level: u32) -> Vec<u8> {
+        if form == Form::Plain {
+            return self.modules[i].1.clone();
+        }
+        let plain = &self.modules[i].1;
+        self.compressed
+            .entry((i, form, level))
+            .or_insert_with(|| form.compress(plain, level))
+            .clone()
+    }
+}
+
+/// A module tree under test, its depmod.d, its `-E`/`-F` inputs and its cache.
+struct Bench {
+    tmp: tempfile::TempDir,
+    /// Module files present: path relative to the module dir → (pool index, form).
+    present: BTreeMap<String, (usize, Form)>,
+    /// Pass `-e -F System.map` / `-e -E Module.symvers`.
+    with_map: bool,
+    with_symvers: bool,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let tmp = tempfile::tempdir().unwrap();
+        let b = Bench {
+            tmp,
+            present: BTreeMap::new(),
+            with_map: false,
+            with_symvers: false,
+        };
+        fs::create_dir_all(b.moddir()).unwrap();
+        fs::create_dir_all(b.conf()).unwrap();
+        b
+    }
+    fn root(&self) -> PathBuf {
+        self.tmp.path().join("root")
+    }
+    fn moddir(&self) -> PathBuf {
+        self.root().join("lib/modules").join(KVER)
+    }
+    fn conf(&self) -> PathBuf {
+        self.tmp.path().join("depmod.d")
+    }
+    fn cache(&self) -> PathBuf {
+        self.tmp.path().join("cache")
+    }
+    fn map(&self) -> PathBuf {
+        self.tmp.path().join("System.map")
+    }
+    fn symvers(&self) -> PathBuf {
+        self.tmp.path().join("Module.symvers")
+    }
+    fn outdir(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// depmod over the tree, writing below `out`, with the cache or without.
+    fn command(&self, out: &Path, cached: bool, extra: &[&str]) -> Command {
+        let mut c = Command::new(ours());
+        c.arg("-b")
+            .arg(self.root())
+            .arg("-C")
+            .arg(self.conf())
+            .arg("-o")
+            .arg(out)
+            .args(extra);
+        if self.with_map {
+            c.arg("-e").arg("-F").arg(self.map());
+        }
+        if self.with_symvers {
+            c.arg("-e").arg("-E").arg(self.symvers());
+        }
+        c.arg(KVER).env("LC_ALL", "C").env_remove("DEPMOD_CACHE");
+        if cached {
+            c.env("DEPMOD_CACHE", self.cache());
+        }
+        c
+    }
+
+    fn run(&self, out: &Path, cached: bool) -> (Output, BTreeMap<String, Vec<u8>>) {
+        let _ = fs::remove_dir_all(out);
+        let o = self.command(out, cached, &[]).output().unwrap();
+        (o, read_outputs(&out.join("lib/modules").join(KVER)))
+    }
+
+    /// The cached run and a fresh full run agree on everything.
+    fn check(&self, step: &str) {
+        let (fresh, want) = self.run(&self.outdir("fresh"), false);
+        let (cached, got) = self.run(&self.outdir("cached"), true);
+        assert_eq!(
+            String::from_utf8_lossy(&cached.stderr),
+            String::from_utf8_lossy(&fresh.stderr),
+            "{step}: stderr"
+        );
+        assert_eq!(cached.stdout, fresh.stdout, "{step}: stdout");
+        assert_eq!(cached.status, fresh.status, "{step}: exit status");
+        assert_eq!(got.len(), want.len(), "{step}: outputs written");
+        for (name, bytes) in &want {
+            if got.get(name) != Some(bytes) {
+                panic!(
+                    "{step}: {name} differs from the full run's: {}",
+                    debian::first_difference(bytes, got.get(name).map_or(&[], |v| v))
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+
+    fn place(&mut self, pool: &mut Pool, rel_stem: &str, i: usize, form: Form) {
+        let rel = format!("{rel_stem}{}", form.suffix());
+        let p = self.moddir().join(&rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, pool.bytes(i, form, 6)).unwrap();
+        self.present.insert(rel, (i, form));
+    }
+
+    fn write_order(&self, rng: &mut Rng) {
+        let mut lines: Vec<String> = self
+            .present
+            .keys()
+            .map(|r| {
+                let stem = r.split(".ko").next().unwrap();
+                format!("{stem}.ko")
+            })
+            .collect();
+        // A shuffled order, sometimes with a line for a module that is not there.
+        for i in (1..lines.len()).rev() {
+            lines.swap(i, rng.below(i + 1));
+        }
+        if rng.below(3) == 0 {
+            lines.push("kernel/gone/missing.ko".into());
+        }
+        fs::write(self.moddir().join("modules.order"), lines.join("\n") + "\n").unwrap();
+    }
+}
+
+fn read_outputs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    OUTPUTS
+        .iter()
+        .filter_map(|n| fs::read(dir.join(n)).ok().map(|b| (n.to_string(), b)))
+        .collect()
+}
+
+/// Sets a file's mtime (its ctime moves to now, as it does for every change).
+fn set_mtime(path: &Path, t: SystemTime) {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
+/// One random change; returns what it did.
+fn random_step(b: &mut Bench, pool: &mut Pool, rng: &mut Rng) -> String {
+    let files: Vec<String> = b.present.keys().cloned().collect();
+    let pick = |rng: &mut Rng| files[rng.below(files.len())].clone();
+    match rng.below(13) {
+        0 => {
+            // add
+            let i = rng.below(pool.modules.len());
+            let form = Form::ALL[rng.below(4)];
+            let stem = pool.modules[i].0.clone();
+            b.place(pool, &stem, i, form);
+            format!("add {stem}{}", form.suffix())
+        }
+        1 if files.len() > 5 => {
+            let rel = pick(rng);
+            fs::remove_file(b.moddir().join(&rel)).unwrap();
+            b.present.remove(&rel);
+            format!("remove {rel}")
+        }
+        2 => {
+            // modify: another module's bytes (or the same module recompressed)
+            let rel = pick(rng);
+            let (_, form) = b.present[&rel];
+            let i = rng.below(pool.modules.len());
+            let level = 1 + rng.below(9) as u32;
+            fs::write(b.moddir().join(&rel), pool.bytes(i, form, level)).unwrap();
+            b.present.insert(rel.clone(), (i, form));
+            format!("modify {rel} (now module {i} at level {level})")
+        }
+        3 => {
+            let rel = pick(rng);
+            set_mtime(&b.moddir().join(&rel), SystemTime::now());
+            format!("touch {rel}")
+        }
+        4 => {
+            // rename within the tree (another directory, same file name)
+            let rel = pick(rng);
+            let to = format!(
+                "kernel/moved{}/{}",
+                rng.below(3),
+                rel.rsplit('/').next().unwrap()
+            );
+            if b.present.contains_key(&to) {
+                return "rename skipped".into();
+            }
+            let dst = b.moddir().join(&to);
+            fs::create_dir_all(dst.parent().unwrap()).unwrap();
+            fs::rename(b.moddir().join(&rel), &dst).unwrap();
+            let v = b.present.remove(&rel).unwrap();
+            b.present.insert(to.clone(), v);
+            format!("rename {rel} -> {to}")
+        }
+        5 | 6 => {
+            // same-size rewrite of a plain module (one alias byte changed), with
+            // the old mtime put back when asked (a rewrite within the same second)
+            let plain: Vec<&String> = files.iter().filter(|f| f.ends_with(".ko")).collect();
+            let Some(rel) = plain
+                .get(rng.below(plain.len().max(1)))
+                .map(|s| s.to_string())
+            else {
+                return "no plain module".into();
+            };
+            let p = b.moddir().join(&rel);
+            let before = fs::metadata(&p).unwrap().modified().unwrap();
+            let mut bytes = fs::read(&p).unwrap();
+            let at = find(&bytes, b"\0license=").or_else(|| find(&bytes, b"\0author="));
+            let Some(at) = at else {
+                return format!("{rel}: nothing to rewrite");
+            };
+            // One byte of the value: same size, other content.
+            let k = at + 10;
+            bytes[k] = if bytes[k] == b'x' { b'y' } else { b'x' };
+            fs::write(&p, &bytes).unwrap();
+            if rng.below(2) == 0 {
+                set_mtime(&p, before);
+                format!("same-size rewrite of {rel}, mtime put back")
+            } else {
+                format!("same-size rewrite of {rel}")
+            }
+        }
+        7 => {
+            // symlink swap: a module that is a symlink to a file outside the tree
+            let i = rng.below(pool.modules.len());
+            let j = rng.below(pool.modules.len());
+            let stem = format!("kernel/linked/link{}", rng.below(2));
+            let rel = format!("{stem}.ko");
+            let a = b.tmp.path().join(format!("outside-{i}.ko"));
+            let c = b.tmp.path().join(format!("outside-{j}.ko"));
+            fs::write(&a, pool.bytes(i, Form::Plain, 6)).unwrap();
+            fs::write(&c, pool.bytes(j, Form::Plain, 6)).unwrap();
+            let p = b.moddir().join(&rel);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            let target =
+                if b.present.contains_key(&rel) && fs::read_link(&p).ok() == Some(a.clone()) {
+                    &c
+                } else {
+                    &a
+                };
+            let _ = fs::remove_file(&p);
+            symlink(target, &p).unwrap();
+            b.present.insert(rel.clone(), (i, Form::Plain));
+            format!("symlink {rel} -> {}", target.display())
+        }
+        8 => {
+            let lines = [
+                "",
+                "search updates built-in\n",
+                "search kernel/moved0 kernel/moved1 built-in\n",
+                "override crc16 * kernel/lib\n",
+                "exclude kernel/fs\n",
+            ];
+            let l = lines[rng.below(lines.len())];
+            fs::write(b.conf().join("test.conf"), l).unwrap();
+            format!("depmod.d: {l:?}")
+        }
+        9 => {
+            b.write_order(rng);
+            "modules.order rewritten".into()
+        }
+        10 => {
+            let stems: Vec<String> = (0..3)
+                .map(|_| format!("{}.ko", pool.modules[rng.below(pool.modules.len())].0))
+                .collect();
+            fs::write(b.moddir().join("modules.builtin"), stems.join("\n") + "\n").unwrap();
+            format!("modules.builtin: {stems:?}")
+        }
+        11 => {
+            b.with_map = !b.with_map;
+            if b.with_map {
+                // A System.map that lacks some symbols, or all of it.
+                let keep = 1 + rng.below(4);
+                let text = String::from_utf8_lossy(&pool.system_map).to_string();
+                let lines: Vec<&str> = text
+                    .lines()
+                    .enumerate()
+                    .filter(|(n, _)| n % keep == 0)
+                    .map(|(_, l)| l)
+                    .collect();
+                fs::write(b.map(), lines.join("\n") + "\n").unwrap();
+                format!("-F System.map (every {keep}th line)")
+            } else {
+                "no -F".into()
+            }
+        }
+        _ => {
+            b.with_symvers = !b.with_symvers;
+            if b.with_symvers {
+                // Module.symvers with some CRCs changed, so some imports mismatch.
+                let text = String::from_utf8_lossy(&pool.symvers).to_string();
+                let every = 2 + rng.below(20);
+                let lines: Vec<String> = text
+                    .lines()
+                    .enumerate()
+                    .map(|(n, l)| {
+                        if n % every == 0 && l.starts_with("0x") {
+                            format!("0x00000000{}", &l[10..])
+                        } else {
+                            l.to_string()
+                        }
+                    })
+                    .collect();
+                fs::write(b.symvers(), lines.join("\n") + "\n").unwrap();
+                format!("-E Module.symvers (every {every}th CRC zeroed)")
+            } else {
+                "no -E".into()
+            }
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A tree of `n` random modules in random forms, with modules.order and
+/// modules.builtin.
+fn initial_tree(pool: &mut Pool, rng: &mut Rng, n: usize) -> Bench {
+    let mut b = Bench::new();
+    let mut chosen = std::collections::BTreeSet::new();
+    while chosen.len() < n {
+        let i = rng.below(pool.modules.len());
+        if !chosen.insert(i) {
+            continue;
+        }
+        let form = Form::ALL[rng.below(4)];
+        let stem = pool.modules[i].0.clone();
+        b.place(pool, &stem, i, form);
+    }
+    b.write_order(rng);
+    fs::write(b.moddir().join("modules.builtin"), "kernel/lib/crc16.ko\n").unwrap();
+    b
+}
+
+fn sequence(seed: u64, steps: usize) {
+    let mut pool = Pool::load();
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut b = initial_tree(&mut pool, &mut rng, 40);
+    b.check(&format!("seed {seed}, initial tree"));
+    let mut log = Vec::new();
+    for step in 0..steps {
+        // Sometimes several changes at once, sometimes none.
+        for _ in 0..rng.below(3) {
+            log.push(random_step(&mut b, &mut pool, &mut rng));
+        }
+        // Some steps run at once after the last (racily recent files), some after
+        // the timestamp granularity has passed.
+        if rng.below(4) == 0 {
+            std::thread::sleep(Duration::from_millis(2100));
+            log.push("(2.1 s later)".into());
+        }
+        b.check(&format!("seed {seed}, step {step}, after {:?}", log));
+        log.clear();
+    }
+}
+
+#[test]
+fn random_change_sequences_match_full_runs() {
+    let seeds: u64 = std::env::var("CACHE_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let steps: usize = std::env::var("CACHE_STEPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    for seed in 1..=seeds {
+        sequence(seed, steps);
+    }
+}
+
+/// The module files a cached run opens (strace), relative to the module dir.
+fn opened_modules(b: &Bench, out: &Path) -> Vec<String> {
+    let log = b.tmp.path().join("strace.log");
+    let c = b.command(out, true, &[]);
+    let mut s = Command::new("strace");
+    s.args(["-f", "-qq", "-e", "trace=open,openat", "-o"])
+        .arg(&log)
+        .arg(c.get_program());
+    s.args(c.get_args());
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => s.env(k, v),
+            None => s.env_remove(k),
+        };
+    }
+    let o = s.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = fs::read_to_string(&log).unwrap();
+    let prefix = format!("{}/", b.moddir().display());
+    let mut v: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let start = l.find('"')? + 1;
+            let end = start + l[start..].find('"')?;
+            let p = &l[start..end];
+            let rel = p.strip_prefix(&prefix)?;
+            rel.contains(".ko").then(|| rel.to_string())
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn an_unchanged_tree_opens_no_module_and_one_change_opens_one() {
+    let mut pool = Pool::load();
+    let mut rng = Rng(77);
+    let mut b = initial_tree(&mut pool, &mut rng, 30);
+    let out = b.outdir("out");
+    // Files changed within the timestamp granularity before a run are verified
+    // again by the next one (racily clean): let the new tree age past it.
+    std::thread::sleep(Duration::from_millis(2100));
+    let first = opened_modules(&b, &out);
+    assert_eq!(
+        first.len(),
+        b.present.len(),
+        "the first run reads every module"
+    );
+    let again = opened_modules(&b, &out);
+    assert_eq!(again, Vec::<String>::new(), "unchanged: no module read");
+    let rel = b.present.keys().nth(3).unwrap().clone();
+    let (i, form) = b.present[&rel];
+    let j = (i + 1) % pool.modules.len();
+    fs::write(b.moddir().join(&rel), pool.bytes(j, form, 6)).unwrap();
+    b.present.insert(rel.clone(), (j, form));
+    // Right away: the changed module, and only it, is read.
+    let third = opened_modules(&b, &out);
+    assert_eq!(third, vec![rel.clone()]);
+    b.check("after one change");
+}
+
+/// A real cache file of a small tree, and the tree.
+fn real_cache() -> (Bench, Vec<u8>, PathBuf) {
+    let mut pool = Pool::load();
+    let mut rng = Rng(5);
+    let b = initial_tree(&mut pool, &mut rng, 25);
+    let (o, _) = b.run(&b.outdir("cached"), true);
+    assert!(o.status.success());
+    let files: Vec<PathBuf> = fs::read_dir(b.cache())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(files.len(), 1, "one cache file: {files:?}");
+    let bytes = fs::read(&files[0]).unwrap();
+    (b, bytes, files[0].clone())
+}
+
+#[test]
+fn every_truncation_and_byte_flip_of_a_real_cache_is_refused() {
+    let (_b, bytes, _) = real_cache();
+    assert!(depmod::cache::Cache::parse(&bytes).is_ok());
+    assert!(bytes.len() > 1000, "a real cache: {} bytes", bytes.len());
+    for n in 0..bytes.len() {
+        assert!(
+            depmod::cache::Cache::parse(&bytes[..n]).is_err(),
+            "truncated to {n} bytes"
+        );
+    }
+    let mut damaged = bytes.clone();
+    for i in 0..bytes.len() {
+        damaged[i] ^= 0xff;
+        assert!(
+            depmod::cache::Cache::parse(&damaged).is_err(),
+            "byte {i} flipped"
+        );
+        damaged[i] = bytes[i];
+    }
+}
+
+/// depmod over a damaged cache: one warning naming it, the full run's outputs, and
+/// a good cache afterwards (the next run is silent).
+#[test]
+fn a_damaged_or_older_cache_gets_one_warning_and_is_rebuilt() {
+    let (b, bytes, file) = real_cache();
+    let mut rng = Rng(11);
+    let mut variants: Vec<(String, Vec<u8>)> = Vec::new();
+    for _ in 0..12 {
+        let n = rng.below(bytes.len());
+        variants.push((format!("truncated to {n}"), bytes[..n].to_vec()));
+        let mut d = bytes.clone();
+        let i = rng.below(bytes.len());
+        d[i] ^= 1 << rng.below(8);
+        variants.push((format!("bit flip at {i}"), d));
+    }
+    variants.push(("empty".into(), Vec::new()));
+    variants.push(("not a cache".into(), b"hello\n".to_vec()));
+    // An older format: the format field changed, the fingerprint made to match.
+    let mut older = bytes[..bytes.len() - 16].to_vec();
+    older[16] = older[16].wrapping_sub(1);
+    let sum = depmod::digest::digest(&older);
+    older.extend_from_slice(&sum);
+    assert_eq!(
+        depmod::cache::Cache::parse(&older).err(),
+        Some(depmod::cache::CacheError::OtherVersion)
+    );
+    variants.push(("older format".into(), older));
+
+    let (fresh, want) = b.run(&b.outdir("fresh"), false);
+    for (what, v) in variants {
+        fs::write(&file, &v).unwrap();
+        let (o, got) = b.run(&b.outdir("cached"), true);
+        assert_eq!(got, want, "{what}: outputs");
+        assert_eq!(o.status, fresh.status, "{what}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        let extra: Vec<&str> = err
+            .lines()
+            .filter(|l| !String::from_utf8_lossy(&fresh.stderr).contains(l))
+            .collect();
+        assert_eq!(extra.len(), 1, "{what}: one message, got {err:?}");
+        assert!(
+            extra[0].starts_with("depmod: WARNING: ignoring module cache ")
+                && extra[0].contains(&*file.to_string_lossy()),
+            "{what}: {:?}",
+            extra[0]
+        );
+        let rebuilt = fs::read(&file).unwrap();
+        assert!(
+            depmod::cache::Cache::parse(&rebuilt).is_ok(),
+            "{what}: rebuilt"
+        );
+        let (o, _) = b.run(&b.outdir("cached"), true);
+        assert_eq!(o.stderr, fresh.stderr, "{what}: the next run is silent");
+    }
+}
+
+#[test]
+fn concurrent_runs_never_leave_a_damaged_cache() {
+    let mut pool = Pool::load();
+    let mut rng = Rng(21);
+    let mut b = initial_tree(&mut pool, &mut rng, 40);
+    for round in 0..5 {
+        // Change something between rounds, so the runs write different caches.
+        random_step(&mut b, &mut pool, &mut rng);
+        let children: Vec<_> = (0..6)
+            .map(|k| {
+                let out = b.outdir(&format!("par{k}"));
+                let _ = fs::remove_dir_all(&out);
+                b.command(&out, true, &[])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success());
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(!err.contains("module cache"), "round {round}: {err}");
+        }
+        let caches: Vec<PathBuf> = fs::read_dir(b.cache())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(
+            caches.len(),
+            1,
+            "round {round}: no temp file left: {caches:?}"
+        );
+        let bytes = fs::read(&caches[0]).unwrap();
+        assert!(depmod::cache::Cache::parse(&bytes).is_ok(), "round {round}");
+        b.check(&format!("after concurrent round {round}"));
+    }
+}
+
+#[test]
+fn dry_run_neither_writes_nor_needs_the_cache() {
+    let mut pool = Pool::load();
+    let mut rng = Rng(3);
+    let b = initial_tree(&mut pool, &mut rng, 10);
+    let o = b
+        .command(&b.outdir("n"), true, &["-n"])
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(!b.cache().exists(), "-n created the cache");
+}
+
+/// A tree copied afresh to another place (a new build's root file system) is
+/// recognised by content: its compressed modules are not decompressed again, and
+/// the outputs are those of a full run.
+#[test]
+fn a_tree_copied_elsewhere_matches_by_content() {
+    let mut pool = Pool::load();
+    let mut rng = Rng(9);
+    let b = initial_tree(&mut pool, &mut rng, 30);
+    let (o, _) = b.run(&b.outdir("cached"), true);
+    assert!(o.status.success());
+    // A second tree: the same files, copied (new inodes, new times), elsewhere.
+    let mut c = Bench::new();
+    for (rel, v) in &b.present {
+        let dst = c.moddir().join(rel);
+        fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        fs::copy(b.moddir().join(rel), &dst).unwrap();
+        c.present.insert(rel.clone(), *v);
+    }
+    for f in ["modules.order", "modules.builtin"] {
+        fs::copy(b.moddir().join(f), c.moddir().join(f)).unwrap();
+    }
+    // Sharing the first tree's cache directory.
+    fs::rename(b.cache(), c.cache()).unwrap();
+    let o = c
+        .command(&c.outdir("stats"), true, &[])
+        .env("DEPMOD_CACHE_STATS", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let compressed = c.present.keys().filter(|r| !r.ends_with(".ko")).count();
+    let plain = c.present.len() - compressed;
+    assert!(
+        compressed > 10 && plain > 3,
+        "{compressed} compressed, {plain} plain"
+    );
+    let want = format!(
+        "depmod: WARNING: module cache: 0 unchanged, {compressed} recognised by content, \
+         {plain} read\n"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&want),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    c.check("copied tree");
+    let caches = fs::read_dir(c.cache()).unwrap().count();
+    assert_eq!(caches, 2, "one cache per tree");
+}
