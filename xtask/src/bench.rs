@@ -8,6 +8,11 @@
 //! kmod is Debian's `/usr/sbin/depmod` unless `$KMOD_DEPMOD` names another.
 //! `--tree NAME` (repeatable: plain, gz, xz, zst) limits the run to those trees;
 //! `--ours PATH` times another build of ours (say `target/dist/depmod-x86_64`).
+//! `--dist PATH` also times that binary (the static dist build) against ours,
+//! alternating, and prints dist/release per tree.
+//!
+//! Per tree it also times the module cache (`DEPMOD_CACHE`) after one module
+//! changed, against kmod's full run on the same tree.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -28,8 +33,19 @@ struct Sample {
 // The child is reaped by wait4 below (clippy cannot see it).
 #[allow(clippy::zombie_processes)]
 fn run_once(bin: &Path, root: &Path, kver: &str, cfg: &Path) -> Sample {
+    run_with(bin, root, kver, cfg, None)
+}
+
+/// One run, with `DEPMOD_CACHE=cache` when given.
+#[allow(clippy::zombie_processes)]
+fn run_with(bin: &Path, root: &Path, kver: &str, cfg: &Path, cache: Option<&Path>) -> Sample {
     let start = Instant::now();
-    let child = Command::new(bin)
+    let mut cmd = Command::new(bin);
+    match cache {
+        Some(dir) => cmd.env("DEPMOD_CACHE", dir),
+        None => cmd.env_remove("DEPMOD_CACHE"),
+    };
+    let child = cmd
         .arg("-C")
         .arg(cfg)
         .arg("-b")
@@ -65,12 +81,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     let mut runs = 7usize;
     let mut only: Vec<String> = Vec::new();
     let mut ours: Option<PathBuf> = None;
+    let mut dist: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--runs" => runs = it.next().and_then(|v| v.parse().ok()).ok_or("--runs N")?,
             "--tree" => only.push(it.next().cloned().ok_or("--tree plain|gz|xz|zst")?),
             "--ours" => ours = Some(PathBuf::from(it.next().ok_or("--ours PATH")?)),
+            "--dist" => dist = Some(PathBuf::from(it.next().ok_or("--dist PATH")?)),
             other => return Err(format!("unknown bench argument {other}")),
         }
     }
@@ -141,6 +159,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
         "ratio"
     );
     let mut kmod_plain_wall = None;
+    let mut summary: Vec<String> = Vec::new();
     for (name, src, kind) in &trees {
         // Work on a scratch copy with hard links, so outputs do not touch the cache.
         let work = root.join("target/bench/work").join(name);
@@ -183,7 +202,23 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
             }
         }
         let (ow, oc, or) = (median(ow), median(oc), median(or));
-        if kw.is_empty() {
+        // The module cache after one module changed (README, "Module cache").
+        let cached = cached_one_change(&ours, &work, kver, &cfg, *kind, runs)?;
+        // The static dist binary against this build, alternating.
+        let dist_row = match &dist {
+            Some(d) => {
+                let (mut dw, mut rw) = (vec![], vec![]);
+                run_once(d, &work, kver, &cfg);
+                for _ in 0..runs {
+                    dw.push(run_once(d, &work, kver, &cfg).wall);
+                    rw.push(run_once(&ours, &work, kver, &cfg).wall);
+                }
+                Some((median(dw), median(rw)))
+            }
+            None => None,
+        };
+        let kw_is_empty = kw.is_empty();
+        if kw_is_empty {
             // No ratio on this tree; compare with kmod's time on the same modules
             // uncompressed, when the plain tree ran (the yardstick for gz).
             let vs_plain = kmod_plain_wall
@@ -203,7 +238,125 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
                 kr / 1024.0,
                 or / kr
             );
+            summary.push(format!(
+                "{name:6} cached after one change: {:.3}s = {:.3} of kmod's full run ({kw:.3}s); rss {:.0}MB",
+                cached.0,
+                cached.0 / kw,
+                cached.1 / 1024.0
+            ));
+        }
+        if kw_is_empty {
+            summary.push(format!(
+                "{name:6} cached after one change: {:.3}s (kmod cannot read this tree); rss {:.0}MB",
+                cached.0,
+                cached.1 / 1024.0
+            ));
+        }
+        if let Some((dw, rw)) = dist_row {
+            summary.push(format!(
+                "{name:6} dist {dw:.3}s / release {rw:.3}s = {:.2}",
+                dw / rw
+            ));
         }
     }
+    println!();
+    for line in summary {
+        println!("{line}");
+    }
     Ok(())
+}
+
+/// `DEPMOD_CACHE` with one module changed between runs: a cache filled by a first
+/// run and, past the timestamp granularity, a second; then each measured run
+/// follows a rewrite of one module (`ext4`) with other bytes (one byte more in the
+/// ELF file, compressed again), alternating between two such versions. Returns the
+/// median wall time and peak RSS (KiB). The module is replaced by rename: the work
+/// tree's files are hard links to the cached tree's.
+fn cached_one_change(
+    ours: &Path,
+    work: &Path,
+    kver: &str,
+    cfg: &Path,
+    kind: Option<Compression>,
+    runs: usize,
+) -> Result<(f64, f64), String> {
+    let cache = work.with_extension("cache");
+    let _ = fs::remove_dir_all(&cache);
+    let suffix = kind
+        .map(|k| format!(".ko.{}", k.name()))
+        .unwrap_or(".ko".into());
+    let module = work
+        .join("lib/modules")
+        .join(kver)
+        .join(format!("kernel/fs/ext4/ext4{suffix}"));
+    let original = fs::read(&module).map_err(|e| format!("{}: {e}", module.display()))?;
+    let plain = match kind {
+        None => original.clone(),
+        Some(k) => unpack(k, &original)?,
+    };
+    let mut longer = plain.clone();
+    longer.push(0);
+    let versions = [pack(kind, &plain)?, pack(kind, &longer)?];
+    let replace = |bytes: &[u8]| -> Result<(), String> {
+        let tmp = module.with_extension("bench-tmp");
+        fs::write(&tmp, bytes).map_err(|e| e.to_string())?;
+        fs::rename(&tmp, &module).map_err(|e| e.to_string())
+    };
+    replace(&versions[0])?;
+    run_with(ours, work, kver, cfg, Some(&cache));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    run_with(ours, work, kver, cfg, Some(&cache));
+    let (mut wall, mut rss) = (vec![], vec![]);
+    for i in 0..runs {
+        replace(&versions[(i + 1) % 2])?;
+        let s = run_with(ours, work, kver, cfg, Some(&cache));
+        if !s.ok {
+            return Err("our depmod failed with the cache".into());
+        }
+        wall.push(s.wall);
+        rss.push(s.rss_kb as f64);
+    }
+    // Leave the tree as it was: the outputs are checked against kmod's.
+    replace(&original)?;
+    run_with(ours, work, kver, cfg, None);
+    let _ = fs::remove_dir_all(&cache);
+    Ok((median(wall), median(rss)))
+}
+
+fn tool(kind: Compression) -> &'static str {
+    match kind {
+        Compression::Gz => "gzip",
+        Compression::Xz => "xz",
+        Compression::Zst => "zstd",
+    }
+}
+
+fn pipe(program: &str, args: &[&str], input: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{program}: {e}"))?;
+    let mut stdin = child.stdin.take().ok_or("stdin")?;
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let _ = writer.join();
+    if !out.status.success() {
+        return Err(format!("{program} {args:?} failed"));
+    }
+    Ok(out.stdout)
+}
+
+fn unpack(kind: Compression, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    pipe(tool(kind), &["-dc"], bytes)
+}
+
+fn pack(kind: Option<Compression>, plain: &[u8]) -> Result<Vec<u8>, String> {
+    match kind {
+        None => Ok(plain.to_vec()),
+        Some(k) => pipe(tool(k), &["-c"], plain),
+    }
 }
