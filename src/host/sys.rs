@@ -540,6 +540,44 @@ pub fn now_ns() -> i64 {
         .saturating_add(i64::from(usecs) * 1000)
 }
 
+/// A pthread mutex usable as a `static` (a waiting thread sleeps, not spins).
+pub struct StaticMutex(core::cell::UnsafeCell<libc::pthread_mutex_t>);
+
+// SAFETY: a pthread mutex is made to be shared between threads; it is only used
+// through `pthread_mutex_lock`/`unlock`, never moved (it lives in a static).
+unsafe impl Sync for StaticMutex {}
+
+impl StaticMutex {
+    /// An unlocked mutex (`PTHREAD_MUTEX_INITIALIZER`).
+    pub const fn new() -> StaticMutex {
+        StaticMutex(core::cell::UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER))
+    }
+
+    /// Waits for the mutex; it is released when the guard drops.
+    pub fn lock(&'static self) -> StaticMutexGuard {
+        // SAFETY: the mutex is initialised and lives forever (`'static`); a
+        // default mutex locked by a thread that does not hold it just waits.
+        unsafe { libc::pthread_mutex_lock(self.0.get()) };
+        StaticMutexGuard(self)
+    }
+}
+
+impl Default for StaticMutex {
+    fn default() -> StaticMutex {
+        StaticMutex::new()
+    }
+}
+
+/// Holds a [`StaticMutex`].
+pub struct StaticMutexGuard(&'static StaticMutex);
+
+impl Drop for StaticMutexGuard {
+    fn drop(&mut self) {
+        // SAFETY: this thread locked the mutex in `lock` and unlocks it once.
+        unsafe { libc::pthread_mutex_unlock((self.0).0.get()) };
+    }
+}
+
 /// The process id.
 pub fn pid() -> u32 {
     // SAFETY: `getpid` cannot fail.

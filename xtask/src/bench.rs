@@ -6,7 +6,8 @@
 //! kmod's alternately (a warm-up, then `--runs N`, default 7, each) and prints the
 //! medians of wall time, CPU time (user+sys) and peak RSS, and the ratio ours/kmod.
 //! kmod is Debian's `/usr/sbin/depmod` unless `$KMOD_DEPMOD` names another.
-//! `--tree NAME` (repeatable: plain, gz, xz, zst) limits the run to those trees;
+//! `--tree NAME` (repeatable: plain, gz, xz, zst, big) limits the run to those trees
+//! (`big`, only when asked: the xz tree with amdgpu grown to 47 MB, as Debian 13's);
 //! `--ours PATH` times another build of ours (say `target/dist/depmod-x86_64`).
 //! `--dist PATH` also times that binary (the static dist build) against ours,
 //! alternating, and prints dist/release per tree.
@@ -15,6 +16,7 @@
 //! changed, against kmod's full run on the same tree.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -86,7 +88,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--runs" => runs = it.next().and_then(|v| v.parse().ok()).ok_or("--runs N")?,
-            "--tree" => only.push(it.next().cloned().ok_or("--tree plain|gz|xz|zst")?),
+            "--tree" => only.push(it.next().cloned().ok_or("--tree plain|gz|xz|zst|big")?),
             "--ours" => ours = Some(PathBuf::from(it.next().ok_or("--ours PATH")?)),
             "--dist" => dist = Some(PathBuf::from(it.next().ok_or("--dist PATH")?)),
             other => return Err(format!("unknown bench argument {other}")),
@@ -136,6 +138,17 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
             k.name().into(),
             variants::compressed_tree(&tree, k),
             Some(k),
+        ));
+    }
+    if only.iter().any(|o| o == "big") {
+        // Debian 13's kernels carry an amdgpu.ko of 47 MB (about 9 MB as .ko.xz);
+        // Debian 12's is 19 MB. The xz tree with amdgpu grown to 47 MB (its own
+        // bytes repeated, so it compresses like a real module): peak memory with
+        // one very large image.
+        trees.push((
+            "big".into(),
+            big_tree(root, &tree, kver)?,
+            Some(Compression::Xz),
         ));
     }
     println!("ours: {}", ours.display());
@@ -321,6 +334,31 @@ fn cached_one_change(
     run_with(ours, work, kver, cfg, None);
     let _ = fs::remove_dir_all(&cache);
     Ok((median(wall), median(rss)))
+}
+
+/// The xz tree with `amdgpu.ko.xz` unpacking to 47 MiB (made once, cached).
+fn big_tree(root: &Path, plain: &Path, kver: &str) -> Result<PathBuf, String> {
+    let big = root.join("target/bench/big-tree");
+    let rel = format!("lib/modules/{kver}/kernel/drivers/gpu/drm/amd/amdgpu/amdgpu.ko");
+    let module = big.join(format!("{rel}.xz"));
+    if module.exists() && fs::metadata(&module).map(|m| m.nlink()).unwrap_or(0) == 1 {
+        return Ok(big);
+    }
+    eprintln!("xtask: preparing the big tree (cached after the first run)");
+    let _ = fs::remove_dir_all(&big);
+    let xz = variants::compressed_tree(plain, Compression::Xz);
+    run_cmd(Command::new("cp").arg("-al").arg(&xz).arg(&big))?;
+    let original = fs::read(plain.join(&rel)).map_err(|e| format!("{rel}: {e}"))?;
+    let size = 47 << 20;
+    let grown: Vec<u8> = original.iter().copied().cycle().take(size).collect();
+    let packed = pipe(
+        "xz",
+        &["-6", "--check=crc32", "--lzma2=dict=1MiB", "-c"],
+        &grown,
+    )?;
+    fs::remove_file(&module).map_err(|e| e.to_string())?;
+    fs::write(&module, packed).map_err(|e| e.to_string())?;
+    Ok(big)
 }
 
 fn tool(kind: Compression) -> &'static str {
