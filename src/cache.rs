@@ -141,10 +141,10 @@ impl<'a> Cache<'a> {
         // by absolute path, so another tree's never match by path; by content they
         // may, which is the point (a tree copied afresh elsewhere).
         r.bytes().ok_or(CacheError::Damaged)?;
-        Self::records(r).ok_or(CacheError::Damaged)
+        Self::parse_records(r).ok_or(CacheError::Damaged)
     }
 
-    fn records(mut r: Reader<'a>) -> Option<Cache<'a>> {
+    fn parse_records(mut r: Reader<'a>) -> Option<Cache<'a>> {
         // path, five ids and verified_ns, has_digest, digest, record.
         let n = r.count(4 + 48 + 1 + 16 + 4)?;
         let mut cache = Cache {
@@ -193,6 +193,11 @@ impl<'a> Cache<'a> {
     /// copied afresh: new paths or inodes, same files).
     pub fn by_content(&self, content: &Digest) -> Option<&Record<'a>> {
         self.records.get(*self.by_content.get(content)?)
+    }
+
+    /// Every record, in file order.
+    pub fn records(&self) -> impl Iterator<Item = &Record<'a>> {
+        self.records.iter()
     }
 
     /// Number of records.

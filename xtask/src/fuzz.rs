@@ -40,6 +40,7 @@ pub const TARGETS: &[&str] = &[
     "system_map",
     "index_reader",
     "pipeline",
+    "cache",
 ];
 
 /// Separator of module images in `pipeline` inputs (see fuzz/fuzz_targets/pipeline.rs).
@@ -524,11 +525,20 @@ fn make_seeds(root: &Path, seeds: &Path) -> Result<(), String> {
         let bytes = read(p)?;
         write(&small_dir.join("kernel"), &format!("m{i:02}.ko"), &bytes)?;
     }
+    let small_cache = root.join("target/fuzz/small-cache");
+    let _ = fs::remove_dir_all(&small_cache);
     run(Command::new(&depmod)
         .arg("-b")
         .arg(&small_root)
         .arg(KVER)
+        .env("DEPMOD_CACHE", &small_cache)
         .stderr(Stdio::null()))?;
+    // The cache target appends the fingerprint itself: seeds are files without it.
+    for entry in fs::read_dir(&small_cache).map_err(|e| e.to_string())? {
+        let bytes = read(&entry.map_err(|e| e.to_string())?.path())?;
+        let body = &bytes[..bytes.len().saturating_sub(16)];
+        write(&dir("cache"), "small-tree", body)?;
+    }
     for name in [
         "modules.dep.bin",
         "modules.alias.bin",

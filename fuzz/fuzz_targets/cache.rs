@@ -1,0 +1,31 @@
+//! The module cache's parser (`cache::Cache::parse`) and record decoder
+//! (`ModuleData::decode`) on arbitrary bytes: never panic, and what they accept
+//! stays proportional to the input.
+//!
+//! The file's trailing fingerprint refuses nearly every input as it is, so the
+//! input is also tried as a body with its fingerprint appended: that reaches the
+//! record parser with every structure the fuzzer can make.
+#![no_main]
+
+use depmod::cache::Cache;
+use depmod::digest::digest;
+use depmod::scan::ModuleData;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = Cache::parse(data);
+    let mut sealed = data.to_vec();
+    sealed.extend_from_slice(&digest(data));
+    if let Ok(cache) = Cache::parse(&sealed) {
+        assert!(cache.len() <= data.len());
+        for record in cache.records() {
+            let _ = cache.by_path(record.path);
+            if let Some(d) = record.data() {
+                assert!(d.exports().count() + d.imports().count() <= data.len());
+            }
+        }
+    }
+    if let Some(d) = ModuleData::decode(data) {
+        assert!(d.exports().count() + d.imports().count() <= data.len());
+    }
+});
