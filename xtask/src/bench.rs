@@ -348,16 +348,21 @@ fn big_tree(root: &Path, plain: &Path, kver: &str) -> Result<PathBuf, String> {
     let _ = fs::remove_dir_all(&big);
     let xz = variants::compressed_tree(plain, Compression::Xz);
     run_cmd(Command::new("cp").arg("-al").arg(&xz).arg(&big))?;
-    let original = fs::read(plain.join(&rel)).map_err(|e| format!("{rel}: {e}"))?;
-    let size = 47 << 20;
-    let grown: Vec<u8> = original.iter().copied().cycle().take(size).collect();
-    let packed = pipe(
-        "xz",
-        &["-6", "--check=crc32", "--lzma2=dict=1MiB", "-c"],
-        &grown,
-    )?;
     fs::remove_file(&module).map_err(|e| e.to_string())?;
-    fs::write(&module, packed).map_err(|e| e.to_string())?;
+    // In a shell pipeline, not in this process: the peak RSS a child reports
+    // (`wait4`) includes ours when it was spawned with `vfork` semantics, so
+    // xtask itself must never hold a 47 MB buffer.
+    run_cmd(
+        Command::new("sh")
+            .arg("-c")
+            .arg(
+                "{ while cat \"$1\"; do :; done; } 2>/dev/null | head -c $((47 << 20)) \
+                 | xz -6 --check=crc32 --lzma2=dict=1MiB -c > \"$2\"",
+            )
+            .arg("sh")
+            .arg(plain.join(&rel))
+            .arg(&module),
+    )?;
     Ok(big)
 }
 
