@@ -21,13 +21,16 @@ use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::debian::{self, KVER};
+use common::elf_layout::{layout, rd, wr, Section};
 use common::oracle::{self, RunOpts, Status};
+use common::rng::Rng;
 use common::tree::Tree;
 use depmod::index::Reader;
 
@@ -64,94 +67,6 @@ const SOURCES: &[&str] = &[
 
 /// Where the variants go, below DIR.
 const BAD_DIR: &str = "kernel/bad";
-
-// ---------------------------------------------------------------------------------------
-// ELF64 little-endian, just enough to aim the corruptions.
-
-#[derive(Clone, Debug)]
-struct Section {
-    index: usize,
-    name: String,
-    /// Offset of this section's header in the file.
-    header: usize,
-    offset: u64,
-    size: u64,
-}
-
-struct Layout {
-    shoff: u64,
-    shnum: usize,
-    shstrndx: usize,
-    sections: Vec<Section>,
-}
-
-fn u16_at(b: &[u8], o: usize) -> u16 {
-    u16::from_le_bytes(b[o..o + 2].try_into().unwrap())
-}
-fn u32_at(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
-}
-fn u64_at(b: &[u8], o: usize) -> u64 {
-    u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
-}
-fn put16(b: &mut [u8], o: usize, v: u16) {
-    b[o..o + 2].copy_from_slice(&v.to_le_bytes());
-}
-fn put32(b: &mut [u8], o: usize, v: u32) {
-    b[o..o + 4].copy_from_slice(&v.to_le_bytes());
-}
-fn put64(b: &mut [u8], o: usize, v: u64) {
-    b[o..o + 8].copy_from_slice(&v.to_le_bytes());
-}
-
-fn layout(b: &[u8]) -> Layout {
-    assert_eq!(&b[..6], b"\x7fELF\x02\x01", "sources are ELF64 LE");
-    let shoff = u64_at(b, 0x28);
-    let shnum = u16_at(b, 0x3c) as usize;
-    let shstrndx = u16_at(b, 0x3e) as usize;
-    let hdr = |i: usize| shoff as usize + i * 64;
-    let names_off = u64_at(b, hdr(shstrndx) + 24) as usize;
-    let sections = (0..shnum)
-        .map(|i| {
-            let h = hdr(i);
-            let n = names_off + u32_at(b, h) as usize;
-            let end = n + b[n..].iter().position(|&c| c == 0).unwrap();
-            Section {
-                index: i,
-                name: String::from_utf8_lossy(&b[n..end]).into_owned(),
-                header: h,
-                offset: u64_at(b, h + 24),
-                size: u64_at(b, h + 32),
-            }
-        })
-        .collect();
-    Layout {
-        shoff,
-        shnum,
-        shstrndx,
-        sections,
-    }
-}
-
-impl Layout {
-    fn find(&self, name: &str) -> Option<&Section> {
-        self.sections.iter().find(|s| s.name == name)
-    }
-}
-
-/// xorshift64*: deterministic "random" corruption.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // Variants
@@ -245,9 +160,9 @@ fn variants(sources: &[(String, Vec<u8>)]) -> Vec<Variant> {
             cuts.insert((s.offset + s.size) as usize);
         }
         for i in (0..l.shnum).step_by((l.shnum / 8).max(1)) {
-            cuts.insert(l.shoff as usize + i * 64);
+            cuts.insert(l.shoff + i * 64);
         }
-        cuts.insert(l.shoff as usize + l.shnum * 64 - 1);
+        cuts.insert(l.shoff + l.shnum * 64 - 1);
         for c in [1, 4, 5, 16, 17, 18, 40, 52, 63, 64, 65] {
             cuts.insert(c);
         }
@@ -275,7 +190,7 @@ fn variants(sources: &[(String, Vec<u8>)]) -> Vec<Variant> {
             }
             m.add(format!("{tag} header flip{k} at {at:?}"), ".ko", b, Either);
         }
-        let table = l.shoff as usize..l.shoff as usize + l.shnum * 64;
+        let table = l.shoff..l.shoff + l.shnum * 64;
         for k in 0..40 {
             let mut b = src.clone();
             let n = 1 + rng.below(4);
@@ -309,7 +224,7 @@ fn variants(sources: &[(String, Vec<u8>)]) -> Vec<Variant> {
                 ("u64max", u64::MAX),
             ] {
                 let mut b = src.clone();
-                put64(&mut b, s.header + 24, off);
+                wr(&mut b, s.header + 24, 8, off);
                 let keep = if off == len as u64 - 1 && s.size <= 1 {
                     // Still inside the file.
                     Either
@@ -325,7 +240,7 @@ fn variants(sources: &[(String, Vec<u8>)]) -> Vec<Variant> {
                 ("to-end+1", len as u64 - s.offset + 1),
             ] {
                 let mut b = src.clone();
-                put64(&mut b, s.header + 32, size);
+                wr(&mut b, s.header + 32, 8, size);
                 m.add(format!("{tag} {} size {label}", s.name), ".ko", b, e);
             }
         }
@@ -334,25 +249,25 @@ fn variants(sources: &[(String, Vec<u8>)]) -> Vec<Variant> {
         for (label, f) in [
             (
                 "shnum ffff",
-                &(|b: &mut Vec<u8>| put16(b, 0x3c, 0xffff)) as &dyn Fn(&mut Vec<u8>),
+                &(|b: &mut Vec<u8>| wr(b, 0x3c, 2, 0xffff)) as &dyn Fn(&mut Vec<u8>),
             ),
-            ("shoff u64max", &|b: &mut Vec<u8>| put64(b, 0x28, u64::MAX)),
+            ("shoff u64max", &|b: &mut Vec<u8>| wr(b, 0x28, 8, u64::MAX)),
             ("shoff len", &|b: &mut Vec<u8>| {
                 let n = b.len() as u64;
-                put64(b, 0x28, n)
+                wr(b, 0x28, 8, n)
             }),
             ("shoff wraps", &|b: &mut Vec<u8>| {
-                put64(b, 0x28, u64::MAX - 63)
+                wr(b, 0x28, 8, u64::MAX - 63)
             }),
-            ("shentsize 0", &|b: &mut Vec<u8>| put16(b, 0x3a, 0)),
-            ("shentsize 40", &|b: &mut Vec<u8>| put16(b, 0x3a, 40)),
-            ("shentsize ffff", &|b: &mut Vec<u8>| put16(b, 0x3a, 0xffff)),
-            ("shstrndx ffff", &|b: &mut Vec<u8>| put16(b, 0x3e, 0xffff)),
+            ("shentsize 0", &|b: &mut Vec<u8>| wr(b, 0x3a, 2, 0)),
+            ("shentsize 40", &|b: &mut Vec<u8>| wr(b, 0x3a, 2, 40)),
+            ("shentsize ffff", &|b: &mut Vec<u8>| wr(b, 0x3a, 2, 0xffff)),
+            ("shstrndx ffff", &|b: &mut Vec<u8>| wr(b, 0x3e, 2, 0xffff)),
             ("shstrndx shnum", &|b: &mut Vec<u8>| {
-                let n = u16_at(b, 0x3c);
-                put16(b, 0x3e, n)
+                let n = rd(b, 0x3c, 2);
+                wr(b, 0x3e, 2, n)
             }),
-            ("shstrndx 0", &|b: &mut Vec<u8>| put16(b, 0x3e, 0)),
+            ("shstrndx 0", &|b: &mut Vec<u8>| wr(b, 0x3e, 2, 0)),
         ] {
             let mut b = src.clone();
             f(&mut b);
@@ -361,11 +276,11 @@ fn variants(sources: &[(String, Vec<u8>)]) -> Vec<Variant> {
         // One section more: the table may still fit in the file (kmod's .ko files have
         // .symtab and .strtab after it), then the extra entry is garbage.
         let mut b = src.clone();
-        put16(&mut b, 0x3c, l.shnum as u16 + 1);
+        wr(&mut b, 0x3c, 2, u64::from(l.shnum as u16 + 1));
         m.add(format!("{tag} shnum +1"), ".ko", b, Either);
         // No sections at all: a valid, empty module.
         let mut b = src.clone();
-        put16(&mut b, 0x3c, 0);
+        wr(&mut b, 0x3c, 2, 0);
         m.add(format!("{tag} shnum 0"), ".ko", b, Either);
 
         // String tables without a NUL.
@@ -400,15 +315,15 @@ fn variants(sources: &[(String, Vec<u8>)]) -> Vec<Variant> {
                     let mut b = src.clone();
                     let o = sym.offset as usize + which * 24 + field;
                     match field {
-                        0 => put32(&mut b, o, value as u32),
-                        6 => put16(&mut b, o, value as u16),
-                        _ => put64(&mut b, o, value),
+                        0 => wr(&mut b, o, 4, value),
+                        6 => wr(&mut b, o, 2, value),
+                        _ => wr(&mut b, o, 8, value),
                     }
                     m.add(format!("{tag} sym{which} {label}"), ".ko", b, Either);
                 }
             }
             let mut b = src.clone();
-            put64(&mut b, sym.header + 32, sym.size - 1);
+            wr(&mut b, sym.header + 32, 8, sym.size - 1);
             m.add(
                 format!("{tag} symtab size not a multiple"),
                 ".ko",
@@ -416,7 +331,7 @@ fn variants(sources: &[(String, Vec<u8>)]) -> Vec<Variant> {
                 Either,
             );
             let mut b = src.clone();
-            put32(&mut b, sym.header + 40, 0xffff);
+            wr(&mut b, sym.header + 40, 4, 0xffff);
             m.add(
                 format!("{tag} symtab sh_link out of range"),
                 ".ko",
@@ -426,7 +341,7 @@ fn variants(sources: &[(String, Vec<u8>)]) -> Vec<Variant> {
         }
         if let Some(v) = l.find("__versions") {
             let mut b = src.clone();
-            put64(&mut b, v.header + 32, v.size - 1);
+            wr(&mut b, v.header + 32, 8, v.size - 1);
             m.add(format!("{tag} __versions size not 64n"), ".ko", b, Either);
         }
 
@@ -819,6 +734,19 @@ fn normalize_decompress_messages(stderr: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A tree of two good modules from the Debian tree `deb`, one a dependency of the
+/// other: vfat and fat.
+fn fat_tree(deb: &Path) -> Tree {
+    let tree = Tree::new(KVER);
+    for rel in ["kernel/fs/fat/vfat.ko", "kernel/fs/fat/fat.ko"] {
+        tree.module(rel, fs::read(deb.join(rel)).unwrap());
+    }
+    tree.order_lines(&["kernel/fs/fat/fat.ko", "kernel/fs/fat/vfat.ko"]);
+    tree.builtin("");
+    tree.builtin_modinfo(b"");
+    tree
+}
+
 /// Each variant alone in a small tree, against kmod 34.2: where kmod survives, the
 /// same outcome byte for byte (for compressed files, up to the wording of the one
 /// message); where it aborts or hangs, ours must still exit 0 and list the module.
@@ -837,13 +765,7 @@ fn corrupted_modules_match_kmod_where_kmod_survives() {
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| {
-                let tree = Tree::new(KVER);
-                for rel in ["kernel/fs/fat/vfat.ko", "kernel/fs/fat/fat.ko"] {
-                    tree.module(rel, fs::read(deb.join(rel)).unwrap());
-                }
-                tree.order_lines(&["kernel/fs/fat/fat.ko", "kernel/fs/fat/vfat.ko"]);
-                tree.builtin("");
-                tree.builtin_modinfo(b"");
+                let tree = fat_tree(&deb);
                 let args = tree.std_args();
                 let opts = RunOpts {
                     timeout: Duration::from_secs(20),
@@ -957,14 +879,7 @@ fn corrupted_modules_match_kmod_where_kmod_survives() {
 
 /// A small tree (vfat and its dependency fat) plus one kind of bad entry in BAD_DIR.
 fn small_tree() -> (Tree, Vec<String>) {
-    let deb = debian::module_dir().unwrap();
-    let tree = Tree::new(KVER);
-    for rel in ["kernel/fs/fat/vfat.ko", "kernel/fs/fat/fat.ko"] {
-        tree.module(rel, fs::read(deb.join(rel)).unwrap());
-    }
-    tree.order_lines(&["kernel/fs/fat/fat.ko", "kernel/fs/fat/vfat.ko"]);
-    tree.builtin("");
-    tree.builtin_modinfo(b"");
+    let tree = fat_tree(&debian::module_dir().unwrap());
     fs::create_dir_all(tree.moddir().join(BAD_DIR)).unwrap();
     let (_, err, status) = run_ours(&tree, &[]);
     assert_eq!(status, Status::Exit(0), "{}", String::from_utf8_lossy(&err));

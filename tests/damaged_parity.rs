@@ -31,7 +31,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::debian::{self, KVER};
+use common::elf_layout::{layout, rd, wr, Layout};
 use common::oracle::{self, Outcome, Policy, RunOpts, Status};
+use common::rng::Rng;
 use common::tree::Tree;
 
 /// Variants of the bounded run.
@@ -71,111 +73,6 @@ const MODES: &[&[&str]] = &[
     &["-n", "-e", "-E", "@SYMVERS"],
     &["-e", "-E", "@SYMVERS"],
 ];
-
-// ---------------------------------------------------------------------------------------
-// Randomness: splitmix64 to seed each variant, xorshift64* to draw.
-
-struct Rng(u64);
-
-impl Rng {
-    fn for_variant(seed: u64, i: usize) -> Rng {
-        let mut z = seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        Rng(z | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    /// Uniform in `0..n` (`n > 0`).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
-        &v[self.below(v.len())]
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// ELF64 little-endian, just enough to aim the damage (the sources are real modules).
-
-#[derive(Clone, Debug)]
-struct Section {
-    name: String,
-    name_off: u32,
-    offset: u64,
-    size: u64,
-}
-
-#[derive(Clone, Debug)]
-struct Layout {
-    shoff: usize,
-    shnum: usize,
-    shstrndx: usize,
-    sections: Vec<Section>,
-}
-
-fn rd(b: &[u8], o: usize, n: usize) -> u64 {
-    let mut v = 0u64;
-    for (k, x) in b[o..o + n].iter().enumerate() {
-        v |= u64::from(*x) << (8 * k);
-    }
-    v
-}
-
-fn wr(b: &mut [u8], o: usize, n: usize, v: u64) {
-    for k in 0..n {
-        b[o + k] = (v >> (8 * k)) as u8;
-    }
-}
-
-fn layout(b: &[u8]) -> Layout {
-    assert_eq!(&b[..6], b"\x7fELF\x02\x01", "the sources are ELF64 LE");
-    let shoff = rd(b, 0x28, 8) as usize;
-    let shnum = rd(b, 0x3c, 2) as usize;
-    let shstrndx = rd(b, 0x3e, 2) as usize;
-    let names = rd(b, shoff + shstrndx * 64 + 24, 8) as usize;
-    let sections = (0..shnum)
-        .map(|i| {
-            let h = shoff + i * 64;
-            let name_off = rd(b, h, 4) as u32;
-            let n = names + name_off as usize;
-            let end = n + b[n..].iter().position(|&c| c == 0).unwrap();
-            Section {
-                name: String::from_utf8_lossy(&b[n..end]).into_owned(),
-                name_off,
-                offset: rd(b, h + 24, 8),
-                size: rd(b, h + 32, 8),
-            }
-        })
-        .collect();
-    Layout {
-        shoff,
-        shnum,
-        shstrndx,
-        sections,
-    }
-}
-
-impl Layout {
-    fn find(&self, name: &str) -> Option<(usize, &Section)> {
-        self.sections
-            .iter()
-            .enumerate()
-            .find(|(_, s)| s.name == name)
-    }
-    fn range(&self, name: &str) -> Option<std::ops::Range<usize>> {
-        let (_, s) = self.find(name)?;
-        (s.size > 0).then(|| s.offset as usize..(s.offset + s.size) as usize)
-    }
-}
 
 /// The sections the damage aims at most.
 const NAMED: &[&str] = &[
@@ -278,7 +175,7 @@ fn value(rng: &mut Rng, old: u64, width: usize, len: u64, peers: &[u64]) -> u64 
 fn name_offsets(l: &Layout) -> Vec<u64> {
     let mut v: Vec<u64> = l.sections.iter().map(|s| u64::from(s.name_off)).collect();
     for n in NAMED {
-        if let Some((_, s)) = l.find(n) {
+        if let Some(s) = l.find(n) {
             v.push(u64::from(s.name_off));
         }
     }
@@ -326,7 +223,7 @@ fn damage(rng: &mut Rng, src: &[u8], class: usize) -> (String, Vec<u8>) {
             let idx = match rng.below(10) {
                 0 | 1 => l.shstrndx,
                 2..=5 => match l.find(NAMED[rng.below(NAMED.len())]) {
-                    Some((i, _)) => i,
+                    Some(s) => s.index,
                     None => l.shstrndx,
                 },
                 _ => rng.below(l.shnum),
@@ -370,7 +267,7 @@ fn damage(rng: &mut Rng, src: &[u8], class: usize) -> (String, Vec<u8>) {
         }
         "ELF header field" => {
             let shnum = l.shnum as u64;
-            let strtab = l.find(".strtab").map_or(1, |(i, _)| i as u64);
+            let strtab = l.find(".strtab").map_or(1, |s| s.index as u64);
             let (fname, at, width, new): (&str, usize, usize, u64) = match rng.below(9) {
                 0 => (
                     "e_shoff",
@@ -410,13 +307,13 @@ fn damage(rng: &mut Rng, src: &[u8], class: usize) -> (String, Vec<u8>) {
             format!("{fname} {old:#x} -> {new:#x}")
         }
         "symbol field" => {
-            let (_, sym) = l.find(".symtab").expect(".symtab");
-            let strsize = l.find(".strtab").map_or(0, |(_, s)| s.size);
+            let sym = l.find(".symtab").expect(".symtab");
+            let strsize = l.find(".strtab").map_or(0, |s| s.size);
             let count = (sym.size / 24) as usize;
             let base = sym.offset as usize;
             let name_of = |b: &[u8], i: usize| -> Vec<u8> {
                 let o = rd(b, base + i * 24, 4) as usize;
-                let start = l.find(".strtab").unwrap().1.offset as usize + o;
+                let start = l.find(".strtab").unwrap().offset as usize + o;
                 b[start..]
                     .iter()
                     .take_while(|&&c| c != 0)
@@ -511,6 +408,15 @@ fn make_variant(seed: u64, i: usize, sources: &[Vec<u8>]) -> Variant {
 
 // ---------------------------------------------------------------------------------------
 // The tree
+
+/// The [`MODULES`], read from the Debian tree.
+fn read_sources() -> Vec<Vec<u8>> {
+    let deb = debian::module_dir().unwrap_or_else(|e| panic!("Debian tree: {e}"));
+    MODULES
+        .iter()
+        .map(|rel| fs::read(deb.join(rel)).unwrap())
+        .collect()
+}
 
 /// `Module.symvers` restricted to the vmlinux symbols the tree's modules import.
 fn symvers(sources: &[Vec<u8>]) -> String {
@@ -643,11 +549,7 @@ fn damaged_modules_match_kmod() {
         .ok()
         .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect());
     let kmod = oracle::kmod34();
-    let deb = debian::module_dir().unwrap_or_else(|e| panic!("Debian tree: {e}"));
-    let sources: Vec<Vec<u8>> = MODULES
-        .iter()
-        .map(|rel| fs::read(deb.join(rel)).unwrap())
-        .collect();
+    let sources = read_sources();
     let symvers = symvers(&sources);
     let indices: Vec<usize> = only.unwrap_or_else(|| (0..n).collect());
 
@@ -774,16 +676,12 @@ fn damaged_modules_match_kmod() {
 #[test]
 fn high_bit_symbol_names_hash_as_kmod() {
     let kmod = oracle::kmod34();
-    let deb = debian::module_dir().unwrap_or_else(|e| panic!("Debian tree: {e}"));
-    let sources: Vec<Vec<u8>> = MODULES
-        .iter()
-        .map(|rel| fs::read(deb.join(rel)).unwrap())
-        .collect();
+    let sources = read_sources();
     let tree = new_tree(&sources, &symvers(&sources));
     let mut k = 0usize;
     for (rel, src) in MODULES.iter().zip(&sources) {
         let l = layout(src);
-        let (Some((_, sym)), Some((_, str_))) = (l.find(".symtab"), l.find(".strtab")) else {
+        let (Some(sym), Some(str_)) = (l.find(".symtab"), l.find(".strtab")) else {
             continue;
         };
         let mut b = src.clone();

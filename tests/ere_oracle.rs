@@ -1,5 +1,6 @@
 //! `depmod::ere` against the real thing: glibc's `regcomp(REG_EXTENDED|REG_NOSUB)` and
-//! `regexec`, through a tiny C program compiled with `cc` into a temporary directory.
+//! `regexec`, through a tiny C program compiled with `cc` into a temporary directory
+//! (`tests/common/oracle/regexec.rs`).
 //!
 //! Each pattern/text pair must give the same answer: the same `regcomp` error code for a
 //! pattern glibc rejects, otherwise the same match/no-match. The pairs are a fixed list
@@ -9,158 +10,13 @@
 //!
 //! A missing C compiler fails the test: this comparison is the matcher's specification.
 
+mod common;
+
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::process::{Command, Stdio};
 
+use common::oracle::regexec::{build_oracle, glibc};
+use common::rng::Rng;
 use depmod::ere::{Error, Regex};
-
-const ORACLE_C: &str = r#"
-#include <regex.h>
-#include <setjmp.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-/* stdin: one pair per line, "<pattern hex>,<text hex>".
-   stdout: one line per pair: "E<regcomp error>", "1" (match), "0" (no match), or "T"
-   when glibc needed more than 2 s (its back-reference matcher is exponential). */
-static sigjmp_buf timeout_jmp;
-
-static void on_alarm(int sig)
-{
-	(void)sig;
-	siglongjmp(timeout_jmp, 1);
-}
-
-static void unhex(char *s)
-{
-	char *o = s;
-	while (s[0] && s[1]) {
-		unsigned v;
-		sscanf(s, "%2x", &v);
-		*o++ = (char)v;
-		s += 2;
-	}
-	*o = 0;
-}
-
-int main(void)
-{
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t n;
-	signal(SIGALRM, on_alarm);
-	/* One line per answer even if a later pattern crashes glibc. */
-	setvbuf(stdout, NULL, _IOLBF, 0);
-	while ((n = getline(&line, &cap, stdin)) > 0) {
-		if (line[n - 1] == '\n')
-			line[--n] = 0;
-		char *comma = strchr(line, ',');
-		if (!comma) {
-			puts("?");
-			continue;
-		}
-		*comma = 0;
-		char *pat = line, *text = comma + 1;
-		unhex(pat);
-		unhex(text);
-		if (sigsetjmp(timeout_jmp, 1)) {
-			/* Abandoned mid-call: the regex_t leaks, which is fine here. */
-			puts("T");
-			fflush(stdout);
-			continue;
-		}
-		alarm(2);
-		regex_t re;
-		int rc = regcomp(&re, pat, REG_EXTENDED | REG_NOSUB);
-		if (rc) {
-			alarm(0);
-			printf("E%d\n", rc);
-			continue;
-		}
-		int m = regexec(&re, text, 0, NULL, 0) == 0;
-		alarm(0);
-		printf("%d\n", m);
-		regfree(&re);
-	}
-	return 0;
-}
-"#;
-
-/// Compiles the oracle program; panics (test failure) if `cc` is unavailable.
-fn build_oracle(dir: &std::path::Path) -> std::path::PathBuf {
-    let src = dir.join("ere_oracle.c");
-    let exe = dir.join("ere_oracle");
-    std::fs::write(&src, ORACLE_C).unwrap();
-    let status = Command::new("cc")
-        .arg("-O1")
-        .arg("-o")
-        .arg(&exe)
-        .arg(&src)
-        .status()
-        .unwrap_or_else(|e| {
-            panic!("cannot run `cc` (a C compiler is required for this test): {e}")
-        });
-    assert!(
-        status.success(),
-        "cc failed to build the regex oracle: {status}"
-    );
-    exe
-}
-
-fn hex(s: &[u8]) -> String {
-    let mut out = String::with_capacity(s.len() * 2);
-    for b in s {
-        write!(out, "{b:02x}").unwrap();
-    }
-    out
-}
-
-/// Runs every pair through glibc. A pair on which the oracle process dies (glibc's
-/// regex code can crash on odd patterns) gets the answer "C" and the oracle is restarted
-/// for the pairs after it.
-fn glibc(exe: &std::path::Path, pairs: &[(Vec<u8>, Vec<u8>)]) -> Vec<String> {
-    let mut answers: Vec<String> = Vec::with_capacity(pairs.len());
-    while answers.len() < pairs.len() {
-        let rest = &pairs[answers.len()..];
-        let mut input = String::new();
-        for (p, t) in rest {
-            writeln!(input, "{},{}", hex(p), hex(t)).unwrap();
-        }
-        let mut child = Command::new(exe)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("run the regex oracle");
-        let mut stdin = child.stdin.take().unwrap();
-        // A crashing oracle closes the pipe early: that write error is expected.
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(input.as_bytes());
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        let lines: Vec<String> = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        let complete = lines.len() == rest.len();
-        answers.extend(lines.into_iter().take(rest.len()));
-        if complete {
-            assert!(out.status.success(), "oracle failed: {}", out.status);
-        } else {
-            assert!(
-                !out.status.success(),
-                "oracle output has the wrong number of lines"
-            );
-            answers.push("C".to_string());
-        }
-    }
-    answers
-}
 
 fn ours(p: &[u8], t: &[u8]) -> String {
     match Regex::new(p) {
@@ -170,30 +26,6 @@ fn ours(p: &[u8], t: &[u8]) -> String {
             assert_eq!(m, depmod::ere::is_match(p, t));
             String::from(if m { "1" } else { "0" })
         }
-    }
-}
-
-/// xorshift64*: small, deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-    fn pick_str(&mut self, items: &[&'static str]) -> &'static str {
-        items[self.below(items.len())]
     }
 }
 
@@ -282,7 +114,7 @@ fn texts(rng: &mut Rng) -> Vec<Vec<u8>> {
             write!(s, ".{}", rng.below(200)).unwrap();
         }
         if rng.chance(70) {
-            write!(s, "-{}-{}", rng.below(100), rng.pick_str(&flavours)).unwrap();
+            write!(s, "-{}-{}", rng.below(100), *rng.pick(&flavours)).unwrap();
         }
         v.push(s.into_bytes());
     }
@@ -307,7 +139,7 @@ fn gen_atom(rng: &mut Rng, depth: usize, nsub: &mut usize, out: &mut String) {
     let r = rng.below(100);
     let repeatable = match r {
         0..=39 => {
-            out.push_str(rng.pick_str(LITERALS));
+            out.push_str(rng.pick::<&str>(LITERALS));
             true
         }
         40..=49 => {
@@ -315,7 +147,7 @@ fn gen_atom(rng: &mut Rng, depth: usize, nsub: &mut usize, out: &mut String) {
             true
         }
         50..=64 => {
-            out.push_str(rng.pick_str(BRACKETS));
+            out.push_str(rng.pick::<&str>(BRACKETS));
             true
         }
         65..=76 if depth > 0 => {
@@ -326,11 +158,11 @@ fn gen_atom(rng: &mut Rng, depth: usize, nsub: &mut usize, out: &mut String) {
             true
         }
         77..=86 => {
-            out.push_str(rng.pick_str(&["^", "$", "\\<", "\\>", "\\b", "\\B", "\\`", "\\'"]));
+            out.push_str(rng.pick::<&str>(&["^", "$", "\\<", "\\>", "\\b", "\\B", "\\`", "\\'"]));
             false
         }
         87..=92 => {
-            out.push_str(rng.pick_str(&["\\w", "\\W", "\\s", "\\S"]));
+            out.push_str(rng.pick::<&str>(&["\\w", "\\W", "\\s", "\\S"]));
             true
         }
         93..=95 if *nsub > 0 => {
@@ -338,7 +170,7 @@ fn gen_atom(rng: &mut Rng, depth: usize, nsub: &mut usize, out: &mut String) {
             true
         }
         _ => {
-            out.push_str(rng.pick_str(&["6", "\\.", "1"]));
+            out.push_str(rng.pick::<&str>(&["6", "\\.", "1"]));
             true
         }
     };

@@ -335,9 +335,15 @@ fn assert_both_warnings(name: &str, stderr: &[u8]) {
     );
 }
 
-#[test]
-fn real_tree_errsyms_with_symvers_match_kmod_34_2() {
-    let kmod = kmod34();
+/// Runs `kmod` (called `name`) and ours with `-e -E` and the altered Module.symvers,
+/// each on a fresh tree at the same path; checks that `kmod` succeeds and reports both
+/// altered symbols, and adds to `failures` how ours's exit status, stderr and stdout
+/// differ from `kmod`'s. Returns the files each left (`kmod`'s, ours).
+fn errsyms_against(
+    name: &str,
+    kmod: &Path,
+    failures: &mut Vec<String>,
+) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, Vec<u8>>) {
     let tmp = scratch();
     let root = tmp.path().join("root");
     let empty = tmp.path().join("empty-config");
@@ -345,26 +351,26 @@ fn real_tree_errsyms_with_symvers_match_kmod_34_2() {
     let symvers = tmp.path().join("Module.symvers");
     altered_symvers(&symvers);
 
-    let (want, want_files) = errsyms_run(&kmod, &root, &empty, &symvers);
-    assert_both_warnings("kmod 34.2", &want.stderr);
-    assert!(want.status.success(), "kmod 34.2 failed: {}", want.status);
+    let (want, want_files) = errsyms_run(kmod, &root, &empty, &symvers);
+    assert_both_warnings(name, &want.stderr);
+    assert!(want.status.success(), "{name} failed: {}", want.status);
     let (got, got_files) = errsyms_run(&under_test(), &root, &empty, &symvers);
 
-    let mut failures = Vec::new();
     if got.status.code() != want.status.code() {
         failures.push(format!(
-            "exit status: kmod 34.2 {}, ours {}",
+            "exit status: {name} {}, ours {}",
             want.status, got.status
         ));
     }
-    check(
-        &mut failures,
-        compare_lines("stderr", &want.stderr, &got.stderr),
-    );
-    check(
-        &mut failures,
-        compare_lines("stdout", &want.stdout, &got.stdout),
-    );
+    check(failures, compare_lines("stderr", &want.stderr, &got.stderr));
+    check(failures, compare_lines("stdout", &want.stdout, &got.stdout));
+    (want_files, got_files)
+}
+
+#[test]
+fn real_tree_errsyms_with_symvers_match_kmod_34_2() {
+    let mut failures = Vec::new();
+    let (want_files, got_files) = errsyms_against("kmod 34.2", &kmod34(), &mut failures);
     let want_names: Vec<&String> = want_files.keys().collect();
     let got_names: Vec<&String> = got_files.keys().collect();
     if want_names != got_names {
@@ -385,34 +391,8 @@ fn real_tree_errsyms_with_symvers_match_kmod_34_2() {
 
 #[test]
 fn real_tree_errsyms_with_symvers_match_kmod_30() {
-    let kmod = kmod30();
-    let tmp = scratch();
-    let root = tmp.path().join("root");
-    let empty = tmp.path().join("empty-config");
-    fs::create_dir(&empty).unwrap();
-    let symvers = tmp.path().join("Module.symvers");
-    altered_symvers(&symvers);
-
-    let (want, want_files) = errsyms_run(&kmod, &root, &empty, &symvers);
-    assert_both_warnings("kmod 30", &want.stderr);
-    assert!(want.status.success(), "kmod 30 failed: {}", want.status);
-    let (got, got_files) = errsyms_run(&under_test(), &root, &empty, &symvers);
-
     let mut failures = Vec::new();
-    if got.status.code() != want.status.code() {
-        failures.push(format!(
-            "exit status: kmod 30 {}, ours {}",
-            want.status, got.status
-        ));
-    }
-    check(
-        &mut failures,
-        compare_lines("stderr", &want.stderr, &got.stderr),
-    );
-    check(
-        &mut failures,
-        compare_lines("stdout", &want.stdout, &got.stdout),
-    );
+    let (want_files, got_files) = errsyms_against("kmod 30", &kmod30(), &mut failures);
     for name in KMOD30_TEXT_OUTPUTS {
         match (want_files.get(*name), got_files.get(*name)) {
             (Some(w), Some(g)) => check(

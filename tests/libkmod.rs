@@ -33,15 +33,17 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use common::debian::{self, first_difference, KVER};
+use common::oracle;
+use common::oracle::busybox::{busybox, Busybox};
+use common::oracle::libkmod::{command_line, modprobe, output, Kmod, Lookup, Query};
 use depmod::index::{Entry, Reader};
 
 /// Worker threads for the queries (the CI machine has two cores).
@@ -50,8 +52,6 @@ const THREADS: usize = 2;
 const BATCH: usize = 64;
 /// Failures shown in a panic message.
 const MAX_REPORTED: usize = 25;
-/// What the root directory is replaced with in modprobe's output.
-const ROOT_PLACEHOLDER: &str = "<ROOT>";
 /// The indexes libkmod reads.
 const BIN_FILES: &[&str] = &[
     "modules.alias.bin",
@@ -65,53 +65,11 @@ const BIN_FILES: &[&str] = &[
 // Tools and inputs
 // ---------------------------------------------------------------------------------
 
-/// A tool from `env` or `default`; the test fails (never skips) if it is missing.
-fn tool(env: &str, default: &str, install: &str) -> PathBuf {
-    let path = std::env::var_os(env)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(default));
-    assert!(
-        path.is_file(),
-        "{} is missing: {install} (or set {env})",
-        path.display()
-    );
-    path
-}
-
-/// libkmod's modprobe (Debian's kmod 30), checked to be kmod's.
-fn modprobe() -> PathBuf {
-    let path = tool(
-        "KMOD30_MODPROBE",
-        "/usr/sbin/modprobe",
-        "install Debian's kmod (`apt-get install kmod`)",
-    );
-    let out = Command::new(&path)
-        .arg("--version")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", path.display()));
-    let version = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        version.contains("kmod"),
-        "{} is not kmod's modprobe (`--version` printed {version:?}): \
-         `apt-get install kmod`",
-        path.display()
-    );
-    path
-}
-
 fn kmod30_depmod() -> PathBuf {
-    tool(
+    oracle::tool(
         "KMOD30_DEPMOD",
         "/usr/sbin/depmod",
         "install Debian's kmod (`apt-get install kmod`)",
-    )
-}
-
-fn busybox() -> PathBuf {
-    tool(
-        "BUSYBOX",
-        "/bin/busybox",
-        "install a static busybox (`apt-get install busybox-static`)",
     )
 }
 
@@ -127,12 +85,6 @@ fn read(path: &Path) -> Vec<u8> {
 
 fn read_text(path: &Path) -> String {
     String::from_utf8(read(path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.env("LC_ALL", "C")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()))
 }
 
 /// Keeps the first occurrence of each string.
@@ -277,12 +229,14 @@ impl Scratch {
     /// ROOT_OURS: the tree with our depmod's outputs.
     fn ours(&self) -> PathBuf {
         let root = self.tree("ours");
-        let out = run(Command::new(common::oracle::our_binary())
-            .arg("-C")
-            .arg(&self.empty)
-            .arg("-b")
-            .arg(&root)
-            .arg(KVER));
+        let out = output(
+            Command::new(oracle::our_binary())
+                .arg("-C")
+                .arg(&self.empty)
+                .arg("-b")
+                .arg(&root)
+                .arg(KVER),
+        );
         assert!(
             out.status.success(),
             "our depmod failed ({}) on {}: {}",
@@ -309,12 +263,14 @@ impl Scratch {
     fn kmod30(&self) -> PathBuf {
         let root = self.tree("v30");
         let bin = kmod30_depmod();
-        let out = run(Command::new(&bin)
-            .arg("-b")
-            .arg(&root)
-            .arg("-C")
-            .arg(&self.empty)
-            .arg(KVER));
+        let out = output(
+            Command::new(&bin)
+                .arg("-b")
+                .arg(&root)
+                .arg("-C")
+                .arg(&self.empty)
+                .arg(KVER),
+        );
         assert!(
             out.status.success(),
             "{} failed ({}) on {}: {}",
@@ -379,139 +335,6 @@ fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
         .collect()
 }
 
-/// What a query printed and how it exited, with the root path replaced.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Outcome {
-    status: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Outcome {
-    /// `root`: replaced by [`ROOT_PLACEHOLDER`] in both streams (if given).
-    fn new(out: Output, root: Option<&Path>) -> Self {
-        let root = root.map(|r| r.to_string_lossy().into_owned());
-        let clean = |b: &[u8]| {
-            let text = String::from_utf8_lossy(b);
-            match &root {
-                Some(r) => text.replace(r.as_str(), ROOT_PLACEHOLDER),
-                None => text.into_owned(),
-            }
-        };
-        Outcome {
-            status: out.status.code(),
-            stdout: clean(&out.stdout),
-            stderr: clean(&out.stderr),
-        }
-    }
-
-    fn clean_success(&self) -> bool {
-        self.status == Some(0) && self.stderr.is_empty()
-    }
-}
-
-/// Quotes for a POSIX shell, for reproduce commands.
-fn shell_quote(s: &OsStr) -> String {
-    let s = s.to_string_lossy();
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-:=+,@%".contains(c))
-    {
-        s.into_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-fn command_line(program: &OsStr, args: &[OsString]) -> String {
-    std::iter::once(program)
-        .chain(args.iter().map(OsString::as_os_str))
-        .map(shell_quote)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// One kind of query (kmod's or busybox's modprobe in some mode) over two roots.
-trait Query: Sync {
-    /// What is being compared, for messages.
-    fn what(&self) -> &str;
-    /// The program and arguments that query `names` (one or a batch) over `root`.
-    fn command(&self, root: &Path, names: &[String]) -> (OsString, Vec<OsString>);
-    /// Whether the output names `root` (which is then replaced by [`ROOT_PLACEHOLDER`]).
-    fn prints_root(&self) -> bool {
-        true
-    }
-
-    fn run(&self, root: &Path, names: &[String]) -> Outcome {
-        let (program, args) = self.command(root, names);
-        let out = run(Command::new(&program).args(&args));
-        Outcome::new(out, self.prints_root().then_some(root))
-    }
-}
-
-/// kmod's modprobe: `modprobe -C EMPTY -d ROOT -S KVER MODE [-a] -- NAMES…`.
-struct Kmod<'a> {
-    bin: &'a Path,
-    config: &'a Path,
-    mode: &'a str,
-    what: &'a str,
-}
-
-impl Query for Kmod<'_> {
-    fn what(&self) -> &str {
-        self.what
-    }
-
-    fn command(&self, root: &Path, names: &[String]) -> (OsString, Vec<OsString>) {
-        let mut args: Vec<OsString> = vec![
-            "-C".into(),
-            self.config.into(),
-            "-d".into(),
-            root.into(),
-            "-S".into(),
-            KVER.into(),
-            self.mode.into(),
-        ];
-        if names.len() > 1 {
-            args.push("-a".into());
-        }
-        args.push("--".into());
-        args.extend(names.iter().map(OsString::from));
-        (self.bin.into(), args)
-    }
-}
-
-/// busybox's modprobe in a chroot of the root: `chroot ROOT /bin/busybox modprobe -D
-/// [-a] NAMES…` (through `unshare -r` when not root).
-struct Busybox {
-    chroot: Vec<OsString>,
-}
-
-impl Query for Busybox {
-    fn what(&self) -> &str {
-        "busybox modprobe -D"
-    }
-
-    fn command(&self, root: &Path, names: &[String]) -> (OsString, Vec<OsString>) {
-        let mut args: Vec<OsString> = self.chroot[1..].to_vec();
-        args.extend([
-            root.into(),
-            "/bin/busybox".into(),
-            "modprobe".into(),
-            "-D".into(),
-        ]);
-        if names.len() > 1 {
-            args.push("-a".into());
-        }
-        args.extend(names.iter().map(OsString::from));
-        (self.chroot[0].clone(), args)
-    }
-
-    fn prints_root(&self) -> bool {
-        false // busybox prints paths inside the chroot
-    }
-}
-
 /// Compares a query over ROOT_GOLDEN and ROOT_OURS.
 struct Compare<'a, Q: Query> {
     query: Q,
@@ -532,7 +355,7 @@ struct Tally {
 }
 
 impl<Q: Query> Compare<'_, Q> {
-    fn describe(&self, names: &[String], golden: &Outcome, ours: &Outcome) -> String {
+    fn describe(&self, names: &[String], golden: &Lookup, ours: &Lookup) -> String {
         let (gp, ga) = self.query.command(self.golden, names);
         let (op, oa) = self.query.command(self.ours, names);
         let mut s = format!(
@@ -617,7 +440,7 @@ impl<Q: Query> Compare<'_, Q> {
     }
 
     /// Each name on its own; returns the tally and the golden outcomes.
-    fn each(&self, names: &[String], must_resolve: bool) -> (Tally, Vec<Outcome>) {
+    fn each(&self, names: &[String], must_resolve: bool) -> (Tally, Vec<Lookup>) {
         let results = par_map(names, |name| {
             let one = std::slice::from_ref(name);
             let g = self.query.run(self.golden, one);
@@ -813,7 +636,7 @@ fn kmod_30_bin_indexes_hold_the_same_entries() {
             "\n  files: {} {}\n  made by: {} -C {} -b {} {KVER} and /usr/sbin/depmod -b {} -C {} {KVER}",
             o.display(),
             v.display(),
-            common::oracle::our_binary().display(),
+            oracle::our_binary().display(),
             scratch.empty.display(),
             scratch.path().join("ours").display(),
             scratch.path().join("v30").display(),
@@ -838,12 +661,7 @@ fn modprobe_show_depends_agrees_for_every_module() {
         names.len()
     );
     let cmp = Compare {
-        query: Kmod {
-            bin: &bin,
-            config: &scratch.empty,
-            mode: "--show-depends",
-            what: "modprobe --show-depends",
-        },
+        query: Kmod::show_depends(&bin, &scratch.empty),
         golden: &golden_root,
         ours: &ours_root,
     };
@@ -908,12 +726,7 @@ fn modprobe_resolves_every_alias_the_same() {
             .map(|(i, k)| concretize(k, i)),
     );
     let cmp = Compare {
-        query: Kmod {
-            bin: &bin,
-            config: &scratch.empty,
-            mode: "--resolve-alias",
-            what: "modprobe -R",
-        },
+        query: Kmod::resolve_alias(&bin, &scratch.empty),
         golden: &golden_root,
         ours: &ours_root,
     };
@@ -981,22 +794,12 @@ fn modprobe_agrees_on_symbols_and_builtin_modules() {
         builtins.len()
     );
     let deps = Compare {
-        query: Kmod {
-            bin: &bin,
-            config: &scratch.empty,
-            mode: "--show-depends",
-            what: "modprobe --show-depends",
-        },
+        query: Kmod::show_depends(&bin, &scratch.empty),
         golden: &golden_root,
         ours: &ours_root,
     };
     let resolve = Compare {
-        query: Kmod {
-            bin: &bin,
-            config: &scratch.empty,
-            mode: "--resolve-alias",
-            what: "modprobe -R",
-        },
+        query: Kmod::resolve_alias(&bin, &scratch.empty),
         golden: &golden_root,
         ours: &ours_root,
     };
@@ -1056,12 +859,6 @@ fn modprobe_agrees_on_symbols_and_builtin_modules() {
     scratch.finish("modprobe_agrees_on_symbols_and_builtin_modules", &failures);
 }
 
-fn effective_uid() -> Option<u32> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-    line.split_whitespace().nth(2)?.parse().ok()
-}
-
 /// busybox `modprobe -D` (text modules.dep/alias/symbols) in a chroot of each root,
 /// for a sample of modules, aliases and symbols.
 #[test]
@@ -1082,13 +879,8 @@ fn busybox_modprobe_dry_run_agrees_on_a_sample() {
             std::os::unix::fs::symlink(KVER, root.join("lib/modules").join(&release)).unwrap();
         }
     }
-    let chroot: Vec<OsString> = if effective_uid() == Some(0) {
-        vec!["chroot".into()]
-    } else {
-        vec!["unshare".into(), "-r".into(), "chroot".into()]
-    };
     let cmp = Compare {
-        query: Busybox { chroot },
+        query: Busybox::in_chroot(),
         golden: &golden_root,
         ours: &ours_root,
     };
