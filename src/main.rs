@@ -500,6 +500,18 @@ fn depmod_main(args: &[Vec<u8>]) -> u8 {
 #[cfg(any(test, feature = "std"))]
 fn main() -> std::process::ExitCode {
     use std::os::unix::ffi::OsStringExt;
+    // glibc raises its mmap threshold to the size of each large block freed (up to
+    // 32 MiB), after which a worker's multi-megabyte decompression buffers come
+    // from the heap and are not given back when freed: a fixed threshold keeps
+    // every buffer of 1 MiB or more in its own mapping, returned on free (peak RSS
+    // on Debian 12's xz tree 47 -> 36 MB).
+    #[cfg(target_env = "gnu")]
+    #[allow(unsafe_code)]
+    // SAFETY: `mallopt` only sets a malloc tunable; no allocation is live that
+    // depends on it, and the value is in range.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
     let args: Vec<Vec<u8>> = std::env::args_os().map(|a| a.into_vec()).collect();
     std::process::ExitCode::from(depmod_main(&args))
 }

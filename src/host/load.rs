@@ -100,6 +100,22 @@ fn load_one(
     bufs: &mut Buffers,
     cache: Option<CacheUse<'_, '_>>,
 ) -> (ModuleData, Option<Provenance>, Source) {
+    match load_or_defer(path, bufs, cache, false) {
+        Some(loaded) => loaded,
+        // Not reached: without `may_defer` a large module waits its turn.
+        None => (ModuleData::default(), None, Source::Read),
+    }
+}
+
+/// [`load_one`], except that with `may_defer` a large compressed module
+/// ([`BIG_COMPRESSED`]) that another worker's large module is holding up gives
+/// `None` at once: the worker goes on with other modules and comes back to it.
+fn load_or_defer(
+    path: &[u8],
+    bufs: &mut Buffers,
+    cache: Option<CacheUse<'_, '_>>,
+    may_defer: bool,
+) -> Option<(ModuleData, Option<Provenance>, Source)> {
     if let Some(c) = cache {
         if let Some(record) = c.cache.by_path(path) {
             if let Ok(meta) = sys::metadata(path) {
@@ -111,7 +127,7 @@ fn load_one(
                             verified_ns: record.verified_ns,
                             content: record.content,
                         };
-                        return (data, Some(p), Source::Stat);
+                        return Some((data, Some(p), Source::Stat));
                     }
                 }
             }
@@ -119,11 +135,11 @@ fn load_one(
     }
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) => return (ModuleData::failed(errno_of(e)), None, Source::Read),
+        Err(e) => return Some((ModuleData::failed(errno_of(e)), None, Source::Read)),
     };
     let meta = match file.metadata() {
         Ok(m) => m,
-        Err(e) => return (ModuleData::failed(errno_of(e)), None, Source::Read),
+        Err(e) => return Some((ModuleData::failed(errno_of(e)), None, Source::Read)),
     };
     // Taken before any byte is read: a change after this moves a timestamp (or
     // is racily recent, and verified again next time).
@@ -134,18 +150,18 @@ fn load_one(
     });
     let len = meta.size();
     if len < 6 {
-        return (
+        return Some((
             ModuleData::failed(LoadError::Malformed),
             provenance,
             Source::Read,
-        );
+        ));
     }
     if len > MAX_MODULE_SIZE as u64 {
-        return (
+        return Some((
             ModuleData::failed(LoadError::TooLarge),
             provenance,
             Source::Read,
-        );
+        ));
     }
     if len > sparse::HEAD as u64 {
         let mut head = [0u8; sparse::HEAD];
@@ -154,12 +170,12 @@ fn load_one(
         // than `fstat` said): that read then gives the verdict it gives today.
         if file.read_at(&mut head, 0) == Ok(head.len()) && head.starts_with(b"\x7fELF") {
             if let Some(data) = load_sparse(&file, len, &head, &mut bufs.image) {
-                return (data, provenance, Source::Read);
+                return Some((data, provenance, Source::Read));
             }
         }
     }
     if let Err(e) = read_file(&file, len, &mut bufs.file) {
-        return (ModuleData::failed(e), provenance, Source::Read);
+        return Some((ModuleData::failed(e), provenance, Source::Read));
     }
     let file_buf = &bufs.file;
     let data = match decompress::detect(file_buf) {
@@ -171,11 +187,17 @@ fn load_one(
                 let content = digest(file_buf);
                 p.content = Some(content);
                 if let Some(data) = c.cache.by_content(&content).and_then(|r| r.data()) {
-                    return (data, provenance, Source::Content);
+                    return Some((data, provenance, Source::Content));
                 }
             }
             // One large image at a time, and not kept afterwards (peak memory).
-            let big = (file_buf.len() >= BIG_COMPRESSED).then(|| BIG_IMAGE.lock());
+            let big = if file_buf.len() < BIG_COMPRESSED {
+                None
+            } else if may_defer {
+                Some(BIG_IMAGE.try_lock()?)
+            } else {
+                Some(BIG_IMAGE.lock())
+            };
             let unpacked = &mut bufs.unpacked;
             let data = match bufs
                 .decoders
@@ -189,10 +211,10 @@ fn load_one(
                 bufs.file = Vec::new();
             }
             drop(big);
-            return (data, provenance, Source::Read);
+            return Some((data, provenance, Source::Read));
         }
     };
-    (data, provenance, Source::Read)
+    Some((data, provenance, Source::Read))
 }
 
 /// Reads and scans a plain module of `len` bytes (`head`: its first bytes) in part,
@@ -263,9 +285,17 @@ pub fn load_all(paths: &[&[u8]], cache: Option<CacheUse<'_, '_>>) -> Loaded {
     let done = sys::run_workers(workers, &|| {
         let mut bufs = Buffers::default();
         let mut local = Vec::new();
+        let mut deferred = Vec::new();
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(&path) = paths.get(i) else { break };
+            match load_or_defer(path, &mut bufs, cache, true) {
+                Some(loaded) => local.push((i, loaded)),
+                None => deferred.push((i, path)),
+            }
+        }
+        // Large modules another worker held up: now in turn.
+        for (i, path) in deferred {
             local.push((i, load_one(path, &mut bufs, cache)));
         }
         local

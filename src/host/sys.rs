@@ -553,6 +553,13 @@ impl StaticMutex {
         StaticMutex(core::cell::UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER))
     }
 
+    /// The mutex if no other thread holds it, without waiting.
+    pub fn try_lock(&'static self) -> Option<StaticMutexGuard> {
+        // SAFETY: as in `lock`; `trylock` returns 0 when it took the mutex.
+        (unsafe { libc::pthread_mutex_trylock(self.0.get()) } == 0)
+            .then_some(StaticMutexGuard(self))
+    }
+
     /// Waits for the mutex; it is released when the guard drops.
     pub fn lock(&'static self) -> StaticMutexGuard {
         // SAFETY: the mutex is initialised and lives forever (`'static`); a
