@@ -25,21 +25,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime};
 
 use common::debian::{self, KVER};
-
-/// The eleven outputs.
-const OUTPUTS: &[&str] = &[
-    "modules.dep",
-    "modules.dep.bin",
-    "modules.alias",
-    "modules.alias.bin",
-    "modules.softdep",
-    "modules.weakdep",
-    "modules.symbols",
-    "modules.symbols.bin",
-    "modules.builtin.bin",
-    "modules.builtin.alias.bin",
-    "modules.devname",
-];
+use common::rng::Rng;
+use common::OUTPUTS;
 
 /// Where the pool of real modules comes from (subtrees of the Debian tree).
 const POOL_DIRS: &[&str] = &[
@@ -53,21 +40,6 @@ fn ours() -> PathBuf {
     std::env::var_os("DEPMOD_UNDER_TEST")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_depmod")))
-}
-
-/// xorshift64*: a reproducible sequence per seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -12,6 +12,7 @@ mod common;
 
 use common::debian;
 use common::elfgen::{self, Class, Endian, Sym};
+use common::rng::Rng;
 use depmod::scan::ModuleData;
 use depmod::sparse::{Plan, Step, HEAD};
 
@@ -95,23 +96,6 @@ fn every_debian_module_reads_in_part_as_whole() {
     // before the section table and short gaps read to save a `pread`.
     let share = read as f64 / total as f64;
     assert!(share < 0.22, "read {:.1}% of the tree", share * 100.0);
-}
-
-/// xorshift64*.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
-        v[self.below(v.len())]
-    }
 }
 
 /// Just enough of an ELF file to aim the damage.
@@ -238,7 +222,7 @@ fn damage(rng: &mut Rng, l: &Layout, b: &mut Vec<u8>) {
         4 => {
             let at = (l.names.0 + rng.next() % l.names.1.max(1)) as usize;
             if at < b.len() {
-                b[at] = rng.pick(&[0, b'_', b'x', 0xff]);
+                b[at] = *rng.pick(&[0, b'_', b'x', 0xff]);
             }
         }
         // A field of a symbol: name, value or section index.
@@ -259,7 +243,7 @@ fn damage(rng: &mut Rng, l: &Layout, b: &mut Vec<u8>) {
                 _ => {
                     let idx = match rng.below(4) {
                         0 => rng.below(l.shnum + 3) as u64,
-                        1 => rng.pick(&[0u64, 0xfff1, 0xffff, 0xff00]),
+                        1 => *rng.pick(&[0u64, 0xfff1, 0xffff, 0xff00]),
                         _ => rng.below(l.shnum) as u64,
                     };
                     wr(b, at + if l.is64 { 6 } else { 14 }, 2, idx, big);
@@ -280,7 +264,7 @@ fn damage(rng: &mut Rng, l: &Layout, b: &mut Vec<u8>) {
                 }
                 1 => {
                     let at = at.min(b.len() - 1);
-                    b[at] = rng.pick(&[0, b'a', 0xff]);
+                    b[at] = *rng.pick(&[0, b'a', 0xff]);
                 }
                 _ => {
                     let last = (off + size).saturating_sub(1) as usize;

@@ -11,3 +11,18 @@ pub mod rng;
 pub mod scenario;
 pub mod tree;
 pub mod variants;
+
+/// The eleven files depmod writes, in kmod's write order (compat §7.0).
+pub const OUTPUTS: &[&str] = &[
+    "modules.dep",
+    "modules.dep.bin",
+    "modules.alias",
+    "modules.alias.bin",
+    "modules.softdep",
+    "modules.weakdep",
+    "modules.symbols",
+    "modules.symbols.bin",
+    "modules.builtin.bin",
+    "modules.builtin.alias.bin",
+    "modules.devname",
+];
