@@ -9,26 +9,37 @@ const MAX: usize = 4095;
 
 /// The normalised alias, or `None` for an unmatched bracket (kmod warns and skips it).
 pub fn normalize(alias: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    normalize_into(alias, &mut out).then_some(out)
+}
+
+/// [`normalize`] into `out` (cleared first, reused between aliases); `false` for an
+/// unmatched bracket.
+pub fn normalize_into(alias: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
     let alias = crate::elf::cstr(alias);
-    let mut out = Vec::with_capacity(alias.len().min(MAX));
     let mut i = 0;
     while i < MAX {
         let Some(&c) = alias.get(i) else { break };
         match c {
             b'-' => out.push(b'_'),
-            b']' => return None,
+            b']' => return false,
             b'[' => {
                 // `alias[i]` exists (just read), so `alias[i..]` does too.
-                let rest = alias.get(i..)?;
-                let close = rest.iter().position(|&b| b == b']')?;
-                out.extend_from_slice(rest.get(..=close)?);
+                let Some(rest) = alias.get(i..) else {
+                    return false;
+                };
+                let Some(close) = rest.iter().position(|&b| b == b']') else {
+                    return false;
+                };
+                out.extend_from_slice(rest.get(..=close).unwrap_or_default());
                 i += close;
             }
             _ => out.push(c),
         }
         i += 1;
     }
-    Some(out)
+    true
 }
 
 #[cfg(test)]

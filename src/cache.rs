@@ -12,7 +12,7 @@
 //! keep its old timestamps). Everything else is read again, or for compressed
 //! files, recognised by the fingerprint of their bytes without decompressing.
 //!
-//! File layout (little-endian), checked end to end by a trailing fingerprint:
+//! File layout (little-endian), checked end to end by a trailing checksum:
 //!
 //! ```text
 //! magic "depmod-cache\n\0\0\0"  format u32  build id (bytes)  module dir (bytes, for
@@ -20,7 +20,7 @@
 //! count u32, then per module:
 //!   path (bytes)  dev u64  ino u64  size u64  mtime_ns i64  ctime_ns i64
 //!   verified_ns i64  has_digest u8  digest [16]  record (bytes: ModuleData::encode)
-//! fingerprint [16] of everything before it
+//! checksum u64: XXH64 of everything before it (crate::digest::checksum)
 //! ```
 //!
 //! "bytes" is a u32 length and the bytes. Nothing here trusts the file: a short,
@@ -29,13 +29,13 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-use crate::digest::{digest, Digest};
+use crate::digest::{checksum, Digest};
 use crate::scan::ModuleData;
 use crate::wire::{Reader, Writer};
 
 const MAGIC: &[u8; 16] = b"depmod-cache\n\0\0\0";
 /// Bumped whenever the layout above or the meaning of a record changes.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 /// The build that wrote the cache. What a module's record holds is a function of
 /// its bytes *and of this program*: a record written by another version of depmod
 /// is not used.
@@ -123,13 +123,33 @@ pub struct Cache<'a> {
 impl<'a> Cache<'a> {
     /// Parses `bytes` as a cache file.
     pub fn parse(bytes: &'a [u8]) -> Result<Cache<'a>, CacheError> {
-        let body_len = bytes.len().checked_sub(16).ok_or(CacheError::Damaged)?;
+        Self::check(bytes)?;
+        Self::parse_checked(bytes)
+    }
+
+    /// The half of [`Cache::parse`] that reads every byte (the checksum), so
+    /// that the host can do it while it walks the tree.
+    pub fn check(bytes: &[u8]) -> Result<(), CacheError> {
+        let body_len = bytes.len().checked_sub(8).ok_or(CacheError::Damaged)?;
         let (body, sum) = bytes.split_at(body_len);
-        let mut r = Reader(body);
-        if r.take(MAGIC.len()) != Some(&MAGIC[..]) {
+        if body.get(..MAGIC.len()) != Some(&MAGIC[..]) {
             return Err(CacheError::Damaged);
         }
-        if digest(body) != sum {
+        if checksum(body).to_le_bytes() != sum {
+            return Err(CacheError::Damaged);
+        }
+        Ok(())
+    }
+
+    /// The other half: the records of a file [`Cache::check`] accepted (given
+    /// other bytes it still checks every length and offset; it only cannot tell
+    /// damaged values from good ones).
+    pub fn parse_checked(bytes: &'a [u8]) -> Result<Cache<'a>, CacheError> {
+        let body = bytes
+            .get(..bytes.len().saturating_sub(8))
+            .ok_or(CacheError::Damaged)?;
+        let mut r = Reader(body);
+        if r.take(MAGIC.len()) != Some(&MAGIC[..]) {
             return Err(CacheError::Damaged);
         }
         let format = r.u32().ok_or(CacheError::Damaged)?;
@@ -260,7 +280,7 @@ pub fn encode<'m>(
     }
     out.get_mut(count_at..count_at + 4)?
         .copy_from_slice(&count.to_le_bytes());
-    let sum = digest(&out);
-    out.extend_from_slice(&sum);
+    let sum = checksum(&out);
+    out.extend_from_slice(&sum.to_le_bytes());
     Some(out)
 }

@@ -1,10 +1,11 @@
 //! kmod's binary index format (`modules.*.bin`, compat §8): a radix trie of 7-bit keys,
 //! each key holding values ordered by priority.
 //!
-//! [`Trie`] builds the canonical shape; [`Trie::write`] streams it in kmod 34's
-//! pre-order layout into any [`Sink`] without copying keys again; [`Reader`] walks any
-//! index (pre- or post-order, as libkmod does) — the tests compare indexes by content
-//! with it, and it is what a fuzzer can hit with arbitrary bytes.
+//! [`Trie`] collects keys and values; [`Trie::write`] lays out the canonical shape
+//! in kmod 34's pre-order layout in one pass over the sorted keys; [`Reader`] walks
+//! any index (pre- or post-order, as libkmod does) — the tests compare indexes by
+//! content with it, and it is what a fuzzer can hit with arbitrary bytes. [`Sink`]
+//! is where the text outputs go.
 
 use alloc::vec::Vec;
 
@@ -17,13 +18,14 @@ const F_VALUES: u32 = 0x4000_0000;
 const F_CHILDS: u32 = 0x2000_0000;
 const OFFSET_MASK: u32 = 0x0FFF_FFFF;
 
-/// Where index bytes go: a `Vec<u8>` here, a buffered file in the binary.
+/// Where output bytes go.
 pub trait Sink {
     /// Appends bytes.
     fn put(&mut self, bytes: &[u8]);
 }
 
 impl Sink for Vec<u8> {
+    #[inline]
     fn put(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
     }
@@ -39,26 +41,30 @@ pub struct BadChar {
     pub string: Vec<u8>,
 }
 
-#[derive(Default)]
-struct Node {
-    prefix: Vec<u8>,
-    /// Children sorted by their edge byte.
-    children: Vec<(u8, u32)>,
-    /// (priority, value), in kmod's order.
-    values: Vec<(u32, Vec<u8>)>,
+/// One insertion: where its key and value lie in [`Trie::bytes`], and its priority.
+#[derive(Clone, Copy)]
+struct Item {
+    key: usize,
+    key_len: usize,
+    value_len: usize,
+    priority: u32,
 }
 
 /// A kmod index under construction.
+///
+/// Insertions are kept flat (every key and value in one buffer, two lengths and a
+/// priority per insertion), with no node made until the index is written: then the
+/// keys are sorted once and the trie's canonical shape (kmod's: a node per point
+/// where keys part, the root without prefix) is read off the sorted keys, in the
+/// pre-order kmod 34 writes. This costs a sort instead of a walk, split and
+/// allocation per insertion.
+#[derive(Default)]
 pub struct Trie {
-    nodes: Vec<Node>,
-}
-
-impl Default for Trie {
-    fn default() -> Self {
-        Trie {
-            nodes: alloc::vec![Node::default()],
-        }
-    }
+    bytes: Vec<u8>,
+    items: Vec<Item>,
+    /// With duplicate checking ([`Trie::checking_duplicates`]): an open-addressing
+    /// table of item numbers plus one (0 = free), one per distinct (key, value).
+    seen: Option<Vec<u32>>,
 }
 
 /// Can `s` be a key or value of an index (7-bit ASCII only)?
@@ -76,200 +82,287 @@ fn check(s: &[u8]) -> Result<(), BadChar> {
     }
 }
 
+/// FNV-1a over a key and its value (0x80, which neither can hold, between them).
+fn pair_hash(key: &[u8], value: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in key.iter().chain(&[0x80]).chain(value) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn node_flags(prefix: bool, children: bool, values: bool) -> u32 {
+    let mut f = 0;
+    if prefix {
+        f |= F_PREFIX;
+    }
+    if children {
+        f |= F_CHILDS;
+    }
+    if values {
+        f |= F_VALUES;
+    }
+    f
+}
+
+/// An insertion being laid out.
+#[derive(Clone, Copy)]
+struct Keyed<'a> {
+    key: &'a [u8],
+    value: &'a [u8],
+    priority: u32,
+    /// Its place in insertion order.
+    seq: usize,
+}
+
+/// Orders `items` by their key's byte at `at` (a key ending before it first),
+/// keeping the order among equals; returns the buckets' sizes (bucket 0: keys
+/// ending at `at`; bucket c + 1: byte c). An insertion sort for the small ranges
+/// most nodes have, a counting sort through `scratch` for the others.
+fn sort_by_byte<'a>(items: &mut [Keyed<'a>], at: usize, scratch: &mut Vec<Keyed<'a>>) {
+    // Keys are ASCII (`insert` checked), so 129 buckets hold them all.
+    let bucket = |k: &Keyed<'_>| k.key.get(at).map_or(0, |&c| usize::from(c & 0x7f) + 1);
+    if items.len() <= 32 {
+        for i in 1..items.len() {
+            let mut j = i;
+            while j > 0 {
+                match (items.get(j - 1), items.get(j)) {
+                    (Some(a), Some(b)) if bucket(a) > bucket(b) => items.swap(j - 1, j),
+                    _ => break,
+                }
+                j -= 1;
+            }
+        }
+        return;
+    }
+    let mut counts = [0usize; 129];
+    let (mut min, mut max) = (usize::MAX, 0);
+    for k in items.iter() {
+        let b = bucket(k);
+        if let Some(c) = counts.get_mut(b) {
+            *c += 1;
+            min = min.min(b);
+            max = max.max(b);
+        }
+    }
+    let mut next = [0usize; 129];
+    let mut sum = 0;
+    for (n, &count) in next.iter_mut().zip(&counts).take(max + 1).skip(min) {
+        *n = sum;
+        sum += count;
+    }
+    scratch.clear();
+    scratch.extend_from_slice(items);
+    for k in scratch.iter() {
+        if let Some(at) = next.get_mut(bucket(k)) {
+            if let Some(dst) = items.get_mut(*at) {
+                *dst = *k;
+            }
+            *at += 1;
+        }
+    }
+}
+
 impl Trie {
     /// An empty index (its file is the 12-byte header with an empty root).
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Node `id`.
-    // Cannot fail: every id comes from this trie (0 is the root, made by `default`;
-    // the others are `nodes.len()` just before a push), and nodes are never removed.
-    #[allow(clippy::indexing_slicing)]
-    fn node(&self, id: usize) -> &Node {
-        &self.nodes[id]
+    /// An empty index whose [`Trie::insert`] says when a key already held the
+    /// same value (for `-w`); the check costs a hash per insertion.
+    pub fn checking_duplicates() -> Self {
+        Trie {
+            seen: Some(Vec::new()),
+            ..Self::default()
+        }
     }
 
-    /// Node `id`, mutably (see [`Trie::node`]).
-    // Cannot fail: ids come from the trie itself, as in `node`.
-    #[allow(clippy::indexing_slicing)]
-    fn node_mut(&mut self, id: usize) -> &mut Node {
-        &mut self.nodes[id]
+    fn key_of(&self, item: &Item) -> &[u8] {
+        self.bytes
+            .get(item.key..item.key + item.key_len)
+            .unwrap_or_default()
     }
 
-    fn child(&self, n: usize, c: u8) -> Option<u32> {
-        let ch = &self.node(n).children;
-        ch.binary_search_by_key(&c, |&(b, _)| b)
-            .ok()
-            .and_then(|i| ch.get(i))
-            .map(|&(_, id)| id)
+    fn value_of(&self, item: &Item) -> &[u8] {
+        let start = item.key + item.key_len;
+        self.bytes
+            .get(start..start + item.value_len)
+            .unwrap_or_default()
     }
 
-    fn add_child(&mut self, n: usize, c: u8, id: u32) {
-        let ch = &mut self.node_mut(n).children;
-        let pos = ch.partition_point(|&(b, _)| b < c);
-        ch.insert(pos, (c, id));
+    fn item(&self, i: usize) -> Item {
+        self.items.get(i).copied().unwrap_or(Item {
+            key: 0,
+            key_len: 0,
+            value_len: 0,
+            priority: 0,
+        })
     }
 
     /// Adds `value` under `key` with `priority`: placed before the first value of equal
     /// or higher priority. Returns `Ok(true)` if `key` already held the same value
-    /// (kmod keeps both; `-w` reports it).
+    /// (kmod keeps both; `-w` reports it) — known only to a trie made by
+    /// [`Trie::checking_duplicates`], otherwise always `Ok(false)`.
     pub fn insert(&mut self, key: &[u8], value: &[u8], priority: u32) -> Result<bool, BadChar> {
         check(key)?;
         check(value)?;
-        let mut n = 0usize;
-        // The part of `key` below node `n`.
-        let mut rest = key;
+        let item = Item {
+            key: self.bytes.len(),
+            key_len: key.len(),
+            value_len: value.len(),
+            priority,
+        };
+        self.bytes.extend_from_slice(key);
+        self.bytes.extend_from_slice(value);
+        self.items.push(item);
+        Ok(self.is_repeat(self.items.len() - 1))
+    }
+
+    /// Whether item `new` repeats an earlier (key, value); enters it if not.
+    fn is_repeat(&mut self, new: usize) -> bool {
+        let Some(mut table) = self.seen.take() else {
+            return false;
+        };
+        if (self.items.len() + 1) * 2 > table.len() {
+            let old = core::mem::take(&mut table);
+            table = alloc::vec![0u32; (old.len() * 2).max(64)];
+            for slot in old.into_iter().filter(|&s| s != 0) {
+                self.enter(&mut table, slot as usize - 1);
+            }
+        }
+        let repeat = self.enter(&mut table, new);
+        self.seen = Some(table);
+        repeat
+    }
+
+    /// Enters item `i` into `table` (a power of two long, never full) unless an
+    /// equal (key, value) is there; says whether one was.
+    fn enter(&self, table: &mut [u32], i: usize) -> bool {
+        let it = self.item(i);
+        let (key, value) = (self.key_of(&it), self.value_of(&it));
+        let mask = table.len() - 1;
+        let mut at = pair_hash(key, value) as usize & mask;
         loop {
-            let prefix = &self.node(n).prefix;
-            let j = prefix.iter().zip(rest).take_while(|(a, b)| a == b).count();
-            // Split if the key leaves the prefix at `j < prefix.len()`: this node keeps
-            // prefix[..j]; the edge byte prefix[j] leads to a new child with the rest.
-            let split = prefix
-                .get(j..)
-                .and_then(<[u8]>::split_first)
-                .map(|(&edge, tail)| (edge, tail.to_vec()));
-            if let Some((edge, tail_prefix)) = split {
-                let old = core::mem::take(self.node_mut(n));
-                let tail = Node {
-                    prefix: tail_prefix,
-                    children: old.children,
-                    values: old.values,
-                };
-                let id = self.nodes.len() as u32;
-                self.nodes.push(tail);
-                let mut head_prefix = old.prefix;
-                head_prefix.truncate(j);
-                *self.node_mut(n) = Node {
-                    prefix: head_prefix,
-                    children: alloc::vec![(edge, id)],
-                    values: Vec::new(),
-                };
-            }
-            // `j` counts pairs zipped with `rest`, so it is at most `rest.len()`.
-            rest = rest.get(j..).unwrap_or_default();
-            let Some((&c, tail)) = rest.split_first() else {
-                let values = &mut self.node_mut(n).values;
-                let dup = values.iter().any(|(_, v)| v == value);
-                let pos = values.partition_point(|&(p, _)| p < priority);
-                values.insert(pos, (priority, value.to_vec()));
-                return Ok(dup);
+            let Some(slot) = table.get_mut(at) else {
+                return false;
             };
-            match self.child(n, c) {
-                Some(next) => {
-                    n = next as usize;
-                    rest = tail;
-                }
-                None => {
-                    let id = self.nodes.len() as u32;
-                    self.nodes.push(Node {
-                        prefix: tail.to_vec(),
-                        children: Vec::new(),
-                        values: alloc::vec![(priority, value.to_vec())],
-                    });
-                    self.add_child(n, c, id);
-                    return Ok(false);
-                }
+            if *slot == 0 {
+                *slot = i as u32 + 1;
+                return false;
             }
+            let other = self.item(*slot as usize - 1);
+            if self.key_of(&other) == key && self.value_of(&other) == value {
+                return true;
+            }
+            at = (at + 1) & mask;
         }
-    }
-
-    fn node_size(node: &Node) -> u32 {
-        let mut s = 0;
-        if !node.prefix.is_empty() {
-            s += node.prefix.len() as u32 + 1;
-        }
-        if let (Some(first), Some(last)) = (node.children.first(), node.children.last()) {
-            s += 2 + 4 * (u32::from(last.0 - first.0) + 1);
-        }
-        if !node.values.is_empty() {
-            s += 4 + node
-                .values
-                .iter()
-                .map(|(_, v)| 4 + v.len() as u32 + 1)
-                .sum::<u32>();
-        }
-        s
-    }
-
-    fn flags(node: &Node) -> u32 {
-        let mut f = 0;
-        if !node.prefix.is_empty() {
-            f |= F_PREFIX;
-        }
-        if !node.children.is_empty() {
-            f |= F_CHILDS;
-        }
-        if !node.values.is_empty() {
-            f |= F_VALUES;
-        }
-        f
     }
 
     /// Writes the index in kmod 34's layout: header, then nodes in pre-order (a node,
     /// then its children's subtrees in ascending edge order).
-    pub fn write(&self, out: &mut impl Sink) {
-        let n = self.nodes.len();
-        // Subtree sizes, children before parents (iterative post-order).
-        let mut total = alloc::vec![0u32; n];
-        let mut order = Vec::with_capacity(n);
-        let mut stack = alloc::vec![0u32];
-        while let Some(id) = stack.pop() {
-            order.push(id);
-            stack.extend(self.node(id as usize).children.iter().map(|&(_, c)| c));
-        }
-        // `total` has one slot per node, so the lookups below always find theirs.
-        let size_of = |total: &[u32], id: u32| total.get(id as usize).copied().unwrap_or(0);
-        for &id in order.iter().rev() {
-            let node = self.node(id as usize);
-            let size = Self::node_size(node)
-                + node
-                    .children
-                    .iter()
-                    .map(|&(_, c)| size_of(&total, c))
-                    .sum::<u32>();
-            if let Some(t) = total.get_mut(id as usize) {
-                *t = size;
-            }
-        }
-        out.put(&MAGIC.to_be_bytes());
-        out.put(&VERSION.to_be_bytes());
-        out.put(&(12 | Self::flags(self.node(0))).to_be_bytes());
-        // Pre-order: (node, its offset).
-        let mut stack = alloc::vec![(0u32, 12u32)];
-        while let Some((id, offset)) = stack.pop() {
-            let node = self.node(id as usize);
-            if !node.prefix.is_empty() {
-                out.put(&node.prefix);
-                out.put(&[0]);
-            }
-            let mut child_offsets = Vec::with_capacity(node.children.len());
-            if let (Some(first), Some(last)) = (node.children.first(), node.children.last()) {
-                out.put(&[first.0, last.0]);
-                let mut at = offset + Self::node_size(node);
-                let mut it = node.children.iter().peekable();
-                for c in first.0..=last.0 {
-                    match it.peek() {
-                        Some(&&(b, child)) if b == c => {
-                            it.next();
-                            let cn = self.node(child as usize);
-                            out.put(&(at | Self::flags(cn)).to_be_bytes());
-                            child_offsets.push((child, at));
-                            at += size_of(&total, child);
-                        }
-                        _ => out.put(&0u32.to_be_bytes()),
+    ///
+    /// The keys are sorted as the trie is laid out (a most-significant-byte-first
+    /// radix sort): a node's prefix is what all its keys share, its values are the
+    /// keys that end there, and its children are the rest grouped by their next
+    /// byte. In pre-order the file is written front to back as nodes are made; a
+    /// node's pointers to its children are filled in when each child is written.
+    /// Never recursive: a stack of item ranges still to be made nodes.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        let mut order: Vec<Keyed<'_>> = self
+            .items
+            .iter()
+            .enumerate()
+            .map(|(seq, it)| Keyed {
+                key: self.key_of(it),
+                value: self.value_of(it),
+                priority: it.priority,
+                seq,
+            })
+            .collect();
+        let mut scratch = Vec::with_capacity(order.len());
+        let start = out.len();
+        out.reserve(12 + 16 * order.len());
+        out.extend_from_slice(&MAGIC.to_be_bytes());
+        out.extend_from_slice(&VERSION.to_be_bytes());
+        // The root's reference; its flags are added once it is made.
+        out.extend_from_slice(&12u32.to_be_bytes());
+        // (lo, hi, depth, where the reference to this node goes).
+        let mut stack: Vec<(usize, usize, usize, usize)> =
+            alloc::vec![(0, order.len(), 0, start + 8)];
+        // One node's children: (edge byte, first item, end of its items).
+        let mut children: Vec<(u8, usize, usize)> = Vec::new();
+        let mut pending: Vec<(usize, usize, usize, usize)> = Vec::new();
+        while let Some((lo, hi, depth, reference)) = stack.pop() {
+            let offset = (out.len() - start) as u32;
+            let is_root = reference == start + 8;
+            let range = order.get_mut(lo..hi).unwrap_or_default();
+            // The root has no prefix; any other node's is what all its keys share
+            // past `depth`.
+            let end = match (is_root, range.split_first()) {
+                (false, Some((first, rest))) => {
+                    let mut shared = first.key.get(depth..).unwrap_or_default();
+                    for other in rest {
+                        let n = shared
+                            .iter()
+                            .zip(other.key.get(depth..).unwrap_or_default())
+                            .take_while(|(x, y)| x == y)
+                            .count();
+                        shared = shared.get(..n).unwrap_or_default();
                     }
+                    depth + shared.len()
+                }
+                _ => depth,
+            };
+            sort_by_byte(range, end, &mut scratch);
+            // Keys ending here came first: this node's values. By priority, the
+            // later insertion first among equals (kmod puts a value before the
+            // first of equal or higher priority).
+            let ending = range.iter().take_while(|k| k.key.len() == end).count();
+            let (values, rest) = range.split_at_mut(ending.min(hi - lo));
+            values.sort_unstable_by(|a, b| a.priority.cmp(&b.priority).then(b.seq.cmp(&a.seq)));
+            // The rest, grouped by their byte at `end`: a child each.
+            children.clear();
+            let mut i = 0;
+            while let Some(&c) = rest.get(i).and_then(|k| k.key.get(end)) {
+                let mut j = i + 1;
+                while rest.get(j).and_then(|k| k.key.get(end)) == Some(&c) {
+                    j += 1;
+                }
+                children.push((c, lo + ending + i, lo + ending + j));
+                i = j;
+            }
+            let flags = node_flags(end > depth, !children.is_empty(), !values.is_empty());
+            if let Some(r) = out.get_mut(reference..reference + 4) {
+                r.copy_from_slice(&(offset | flags).to_be_bytes());
+            }
+            if end > depth {
+                let prefix = values.first().or(rest.first()).map_or(&[][..], |k| k.key);
+                out.extend_from_slice(prefix.get(depth..end).unwrap_or_default());
+                out.push(0);
+            }
+            pending.clear();
+            if let (Some(first), Some(last)) = (children.first(), children.last()) {
+                out.extend_from_slice(&[first.0, last.0]);
+                let mut it = children.iter().peekable();
+                for c in first.0..=last.0 {
+                    if let Some(&&(_, i, j)) = it.peek().filter(|ch| ch.0 == c) {
+                        it.next();
+                        pending.push((i, j, end + 1, out.len()));
+                    }
+                    out.extend_from_slice(&[0; 4]);
                 }
             }
-            if !node.values.is_empty() {
-                out.put(&(node.values.len() as u32).to_be_bytes());
-                for (p, v) in &node.values {
-                    out.put(&p.to_be_bytes());
-                    out.put(v);
-                    out.put(&[0]);
+            if !values.is_empty() {
+                out.extend_from_slice(&(values.len() as u32).to_be_bytes());
+                for v in values.iter() {
+                    out.extend_from_slice(&v.priority.to_be_bytes());
+                    out.extend_from_slice(v.value);
+                    out.push(0);
                 }
             }
-            stack.extend(child_offsets.into_iter().rev());
+            // The smallest byte's child is made next (pre-order).
+            stack.extend(pending.drain(..).rev());
         }
     }
 }

@@ -11,7 +11,7 @@
 
 use alloc::vec::Vec;
 
-use crate::alias::normalize;
+use crate::alias::normalize_into;
 use crate::diag::Diag;
 use crate::index::{is_indexable, Sink, Trie};
 use crate::modset::Module;
@@ -110,7 +110,7 @@ pub struct Outputs<'r, 'a> {
 impl Outputs<'_, '_> {
     /// Writes the module-derived output `file` (everything but the two builtin
     /// indexes, which come from their own inputs: see [`crate::builtin`]).
-    pub fn generate(&self, file: OutputFile, out: &mut impl Sink, diags: &mut Vec<Diag>) {
+    pub fn generate(&self, file: OutputFile, out: &mut Vec<u8>, diags: &mut Vec<Diag>) {
         match file {
             OutputFile::Dep => self.dep(out),
             OutputFile::DepBin => self.dep_bin(out, diags),
@@ -147,6 +147,15 @@ impl Outputs<'_, '_> {
         self.left_out(name) || (self.leave_out_non_ascii && name.is_empty())
     }
 
+    /// An index that tells repeated entries apart only where `-w` reports them.
+    fn new_trie(&self) -> Trie {
+        if self.warn_duplicates {
+            Trie::checking_duplicates()
+        } else {
+            Trie::new()
+        }
+    }
+
     /// A module's aliases, less those left out.
     fn aliases<'d>(&self, d: &'d ModuleData) -> impl Iterator<Item = &'d [u8]> + use<'_, 'd> {
         d.info(InfoKey::Alias).filter(|a| !self.left_out(a))
@@ -172,8 +181,8 @@ impl Outputs<'_, '_> {
         }
     }
 
-    fn dep_bin(&self, out: &mut impl Sink, diags: &mut Vec<Diag>) {
-        let mut trie = Trie::new();
+    fn dep_bin(&self, out: &mut Vec<u8>, diags: &mut Vec<Diag>) {
+        let mut trie = self.new_trie();
         let mut line = Vec::new();
         for (i, (m, deps)) in self.modules.iter().zip(&self.resolved.deps).enumerate() {
             self.dep_line(m, deps, &mut line);
@@ -199,17 +208,18 @@ impl Outputs<'_, '_> {
         }
     }
 
-    fn alias_bin(&self, out: &mut impl Sink, diags: &mut Vec<Diag>) {
-        let mut trie = Trie::new();
+    fn alias_bin(&self, out: &mut Vec<u8>, diags: &mut Vec<Diag>) {
+        let mut trie = self.new_trie();
+        let mut key = Vec::new();
         for (i, (m, d)) in self.modules.iter().zip(self.data).enumerate() {
             for a in d.info(InfoKey::Alias) {
-                let Some(key) = normalize(a) else {
+                if !normalize_into(a, &mut key) {
                     diags.push(Diag::UnmatchedBracket(a.to_vec()));
                     continue;
-                };
+                }
                 match trie.insert(&key, &m.name, i as u32) {
                     Ok(true) if self.warn_duplicates => {
-                        diags.push(Diag::DuplicateAlias(key, m.name.clone()))
+                        diags.push(Diag::DuplicateAlias(key.clone(), m.name.clone()))
                     }
                     Ok(_) => {}
                     Err(_) => diags.push(Diag::NonAsciiAlias(i as u32, a.to_vec())),
@@ -250,8 +260,8 @@ impl Outputs<'_, '_> {
         }
     }
 
-    fn symbols_bin(&self, out: &mut impl Sink, diags: &mut Vec<Diag>) {
-        let mut trie = Trie::new();
+    fn symbols_bin(&self, out: &mut Vec<u8>, diags: &mut Vec<Diag>) {
+        let mut trie = self.new_trie();
         let mut key = Vec::new();
         for s in self.resolved.symbols.in_kmod_order() {
             key.clear();

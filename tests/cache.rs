@@ -633,11 +633,11 @@ fn a_damaged_or_older_cache_gets_one_warning_and_is_rebuilt() {
     }
     variants.push(("empty".into(), Vec::new()));
     variants.push(("not a cache".into(), b"hello\n".to_vec()));
-    // An older format: the format field changed, the fingerprint made to match.
-    let mut older = bytes[..bytes.len() - 16].to_vec();
+    // An older format: the format field changed, the checksum made to match.
+    let mut older = bytes[..bytes.len() - 8].to_vec();
     older[16] = older[16].wrapping_sub(1);
-    let sum = depmod::digest::digest(&older);
-    older.extend_from_slice(&sum);
+    let sum = depmod::digest::checksum(&older);
+    older.extend_from_slice(&sum.to_le_bytes());
     assert_eq!(
         depmod::cache::Cache::parse(&older).err(),
         Some(depmod::cache::CacheError::OtherVersion)

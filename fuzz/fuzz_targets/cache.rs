@@ -2,20 +2,20 @@
 //! (`ModuleData::decode`) on arbitrary bytes: never panic, and what they accept
 //! stays proportional to the input.
 //!
-//! The file's trailing fingerprint refuses nearly every input as it is, so the
-//! input is also tried as a body with its fingerprint appended: that reaches the
+//! The file's trailing checksum refuses nearly every input as it is, so the
+//! input is also tried as a body with its checksum appended: that reaches the
 //! record parser with every structure the fuzzer can make.
 #![no_main]
 
 use depmod::cache::Cache;
-use depmod::digest::digest;
+use depmod::digest::checksum;
 use depmod::scan::ModuleData;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = Cache::parse(data);
     let mut sealed = data.to_vec();
-    sealed.extend_from_slice(&digest(data));
+    sealed.extend_from_slice(&checksum(data).to_le_bytes());
     if let Ok(cache) = Cache::parse(&sealed) {
         assert!(cache.len() <= data.len());
         for record in cache.records() {

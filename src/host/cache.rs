@@ -40,13 +40,16 @@ pub struct CacheFile {
     bytes: Option<Vec<u8>>,
     /// The bytes are another tree's cache (see [`Self::sibling`]).
     borrowed: bool,
+    /// Why the file could not be read, if so (said by [`Self::report_read_error`]).
+    read_error: Option<Errno>,
+    /// What [`Cache::check`] said of the bytes.
+    checked: Result<(), cache::CacheError>,
 }
 
 impl CacheFile {
     /// The cache of `module_dir` if `DEPMOD_CACHE` names a directory (created
-    /// when missing, at the end of the run), read if it exists. A file that
-    /// cannot be read gets one warning and the run goes on without it.
-    pub fn from_env(module_dir: &[u8], report: &Report) -> Option<CacheFile> {
+    /// when missing, at the end of the run); nothing is read yet ([`Self::load`]).
+    pub fn locate(module_dir: &[u8]) -> Option<CacheFile> {
         let dir = sys::env_var(c"DEPMOD_CACHE").filter(|d| !d.is_empty())?;
         let dir = if dir.starts_with(b"/") {
             dir
@@ -63,21 +66,41 @@ impl CacheFile {
         let first = u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
         name.extend_from_slice(alloc::format!("{first:016x}").as_bytes());
         name.extend_from_slice(b".cache");
-        let mut file = CacheFile {
+        Some(CacheFile {
             dir,
             name,
             bytes: None,
             borrowed: false,
-        };
-        match sys::read(&file.path()) {
-            Ok(bytes) => file.bytes = Some(bytes),
+            read_error: None,
+            checked: Ok(()),
+        })
+    }
+
+    /// Reads the file (or a sibling's, see [`Self::sibling`]) and checks it end
+    /// to end: the part of the work that reads every byte, which the host does
+    /// on another thread while it walks the tree. Says nothing; a file that
+    /// could not be read is reported by [`Self::report_read_error`].
+    pub fn load(mut self) -> CacheFile {
+        match sys::read(&self.path()) {
+            Ok(bytes) => self.bytes = Some(bytes),
             Err(Errno(libc::ENOENT)) => {
-                file.bytes = file.sibling(version);
-                file.borrowed = true;
+                let version = self.version().to_vec();
+                self.bytes = self.sibling(&version);
+                self.borrowed = true;
             }
-            Err(e) => file.warn(report, b"could not read module cache ", &sys::strerror(e.0)),
+            Err(e) => self.read_error = Some(e),
         }
-        Some(file)
+        if let Some(bytes) = &self.bytes {
+            self.checked = Cache::check(bytes);
+        }
+        self
+    }
+
+    /// One warning if the file could not be read (the run goes on without it).
+    pub fn report_read_error(&self, report: &Report) {
+        if let Some(e) = self.read_error {
+            self.warn(report, b"could not read module cache ", &sys::strerror(e.0));
+        }
     }
 
     /// No cache for this module directory yet: the newest one of another tree of
@@ -186,7 +209,7 @@ impl CacheFile {
         let Some(bytes) = &self.bytes else {
             return Cache::default();
         };
-        match Cache::parse(bytes) {
+        match self.checked.and_then(|()| Cache::parse_checked(bytes)) {
             Ok(c) => c,
             Err(e) => {
                 if !self.borrowed {
@@ -217,35 +240,24 @@ impl CacheFile {
         self.bytes = None;
     }
 
-    /// Replaces the cache with this run's records. Best effort: a failure gets
-    /// one warning and changes nothing else (the indexes are already written).
-    pub fn store(
+    /// Writes this run's records to a temp file beside the cache, to be put in
+    /// its place by [`Self::commit`] once the indexes are written (the host
+    /// does this while it writes them). Its name, or why it could not be written.
+    pub fn stage(
         &self,
         module_dir: &[u8],
         paths: &[Vec<u8>],
         provenance: &[Option<Provenance>],
         data: &[ModuleData],
-        report: &Report,
-    ) {
+    ) -> sys::Result<Option<Vec<u8>>> {
         let modules = paths
             .iter()
             .zip(provenance)
             .zip(data)
             .filter_map(|((path, p), d)| Some((path.as_slice(), p.as_ref()?, d)));
         let Some(bytes) = cache::encode(module_dir, modules) else {
-            return;
+            return Ok(None);
         };
-        match self.replace(&bytes) {
-            Ok(()) => self.prune(sys::now_ns()),
-            Err(e) => self.warn(
-                report,
-                b"could not write module cache ",
-                &sys::strerror(e.0),
-            ),
-        }
-    }
-
-    fn replace(&self, bytes: &[u8]) -> sys::Result<()> {
         sys::create_dir_all(&self.dir, 0o755)?;
         let dir = DirFd::open(&self.dir)?;
         let (secs, usecs) = sys::now();
@@ -253,11 +265,52 @@ impl CacheFile {
         tmp.extend_from_slice(alloc::format!(".{}.{}.{}", sys::pid(), usecs, secs).as_bytes());
         let written = dir
             .create_new(&tmp, 0o644)
-            .and_then(|f| f.write_all(bytes))
-            .and_then(|()| dir.rename(&tmp, &self.name));
-        if written.is_err() {
+            .and_then(|f| f.write_all(&bytes));
+        if let Err(e) = written {
             let _ = dir.remove(&tmp);
+            return Err(e);
         }
-        written
+        Ok(Some(tmp))
+    }
+
+    /// Puts what [`Self::stage`] wrote in the cache's place if `keep` (the
+    /// indexes were written), or removes it. Best effort: a failure gets one
+    /// warning and changes nothing else (the indexes are already written).
+    pub fn commit(&self, staged: sys::Result<Option<Vec<u8>>>, keep: bool, report: &Report) {
+        let tmp = match staged {
+            Ok(Some(tmp)) => tmp,
+            Ok(None) => return,
+            Err(e) => {
+                if keep {
+                    self.warn(
+                        report,
+                        b"could not write module cache ",
+                        &sys::strerror(e.0),
+                    );
+                }
+                return;
+            }
+        };
+        let renamed = DirFd::open(&self.dir).and_then(|dir| {
+            if keep {
+                let r = dir.rename(&tmp, &self.name);
+                if r.is_err() {
+                    let _ = dir.remove(&tmp);
+                }
+                r
+            } else {
+                dir.remove(&tmp)
+            }
+        });
+        match renamed {
+            Ok(()) if keep => self.prune(sys::now_ns()),
+            Ok(()) => {}
+            Err(e) if keep => self.warn(
+                report,
+                b"could not write module cache ",
+                &sys::strerror(e.0),
+            ),
+            Err(_) => {}
+        }
     }
 }

@@ -177,6 +177,13 @@ fn run_with_context(
     // Before the walk: the time this run's reads are taken at, for the module
     // cache's "changed too recently to trust" rule (`crate::cache`).
     let run_start_ns = sys::now_ns();
+    // The module cache is read and checked on another thread while the tree is
+    // walked (it owns what it uses: nothing is shared until it is joined).
+    let cache_loading = if opts.dry_run {
+        None
+    } else {
+        cache::CacheFile::locate(dir).map(|f| sys::Background::spawn(move || f.load()))
+    };
     // Kernel symbols (-E wins over -F).
     let symfile = opts.symvers.as_ref().or(opts.system_map.as_ref());
     let symfile_bytes = match symfile {
@@ -314,11 +321,10 @@ fn run_with_context(
 
     // Load and resolve.
     let path_refs: Vec<&[u8]> = paths.iter().map(|p| p.as_slice()).collect();
-    let mut cache_file = if opts.dry_run {
-        None
-    } else {
-        cache::CacheFile::from_env(dir, report)
-    };
+    let mut cache_file = cache_loading.map(sys::Background::join);
+    if let Some(f) = &cache_file {
+        f.report_read_error(report);
+    }
     let load::Loaded {
         data,
         provenance,
@@ -358,11 +364,18 @@ fn run_with_context(
         warn_duplicates: opts.warn,
         leave_out_non_ascii: !opts.dry_run,
     };
-    let status = write_outputs(&outputs, dir, outdir, opts.dry_run, report, &ctx);
-    if let (0, Some(f)) = (status, &cache_file) {
-        f.store(dir, &paths, &provenance, &data, report);
+    let write = || write_outputs(&outputs, dir, outdir, opts.dry_run, report, &ctx);
+    match &cache_file {
+        // The new cache is encoded and written beside the old one while the
+        // indexes are made and written; it takes the old one's place only if
+        // they were.
+        Some(f) => {
+            let (staged, status) = sys::join(|| f.stage(dir, &paths, &provenance, &data), write);
+            f.commit(staged, status == 0, report);
+            status
+        }
+        None => write(),
     }
-    status
 }
 
 /// Reads an input file of DIR, warning as kmod does when it is missing.

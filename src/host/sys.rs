@@ -668,30 +668,11 @@ pub fn run_workers<T: Send, F: Fn() -> T + Sync>(n: usize, work: &F) -> Vec<T> {
     let mut jobs: Vec<Job<'_, T, F>> = (1..n.max(1)).map(|_| Job { work, out: None }).collect();
     let mut started = Vec::with_capacity(jobs.len());
     for job in jobs.iter_mut() {
-        let mut attr = MaybeUninit::<libc::pthread_attr_t>::uninit();
-        let mut tid = MaybeUninit::<libc::pthread_t>::uninit();
-        // SAFETY: `attr` is initialised by `pthread_attr_init` before use and
-        // destroyed after; `job` stays at its address (the Vec is not resized)
-        // until the thread is joined; `start` matches the job's types.
-        let ok = unsafe {
-            if libc::pthread_attr_init(attr.as_mut_ptr()) != 0 {
-                false
-            } else {
-                libc::pthread_attr_setstacksize(attr.as_mut_ptr(), WORKER_STACK);
-                let r = libc::pthread_create(
-                    tid.as_mut_ptr(),
-                    attr.as_ptr(),
-                    start::<T, F>,
-                    (job as *mut Job<'_, T, F>).cast::<c_void>(),
-                );
-                libc::pthread_attr_destroy(attr.as_mut_ptr());
-                r == 0
-            }
-        };
-        if ok {
-            // SAFETY: `pthread_create` succeeded, so it stored the thread id.
-            started.push(unsafe { tid.assume_init() });
-        }
+        // SAFETY: `job` stays at its address (the Vec is not resized) until the
+        // thread is joined; `start` matches the job's types.
+        let tid =
+            unsafe { start_thread(start::<T, F>, (job as *mut Job<'_, T, F>).cast::<c_void>()) };
+        started.extend(tid);
     }
     let mine = work();
     for tid in started {
@@ -702,6 +683,142 @@ pub fn run_workers<T: Send, F: Fn() -> T + Sync>(n: usize, work: &F) -> Vec<T> {
     out.push(mine);
     out.extend(jobs.into_iter().filter_map(|j| j.out));
     out
+}
+
+/// Starts a thread with `attr`'s stack size running `start(arg)`; its id, or
+/// `None` when no thread could be started.
+///
+/// # Safety
+/// `arg` must stay valid for `start` until the thread is joined.
+unsafe fn start_thread(
+    start: extern "C" fn(*mut c_void) -> *mut c_void,
+    arg: *mut c_void,
+) -> Option<libc::pthread_t> {
+    let mut attr = MaybeUninit::<libc::pthread_attr_t>::uninit();
+    let mut tid = MaybeUninit::<libc::pthread_t>::uninit();
+    // SAFETY: `attr` is initialised by `pthread_attr_init` before use and
+    // destroyed after; the caller keeps `arg` valid for `start`.
+    unsafe {
+        if libc::pthread_attr_init(attr.as_mut_ptr()) != 0 {
+            return None;
+        }
+        libc::pthread_attr_setstacksize(attr.as_mut_ptr(), WORKER_STACK);
+        let r = libc::pthread_create(tid.as_mut_ptr(), attr.as_ptr(), start, arg);
+        libc::pthread_attr_destroy(attr.as_mut_ptr());
+        // `pthread_create` stored the id when it succeeded.
+        (r == 0).then(|| tid.assume_init())
+    }
+}
+
+/// A thread's closure and, once it ran, its result.
+struct Task<T, F> {
+    work: Option<F>,
+    out: Option<T>,
+}
+
+extern "C" fn run_task<T, F: FnOnce() -> T>(arg: *mut c_void) -> *mut c_void {
+    // SAFETY: `arg` is the `Task` handed to `start_thread` by `join` or
+    // `Background::spawn`; it outlives this thread (joined before the task is
+    // touched or freed) and no one else accesses it meanwhile.
+    let task = unsafe { &mut *arg.cast::<Task<T, F>>() };
+    task.out = task.work.take().map(|f| f());
+    core::ptr::null_mut()
+}
+
+/// Runs `a` on another thread while the caller runs `b`, and returns both
+/// results once both are done. When no thread can be started, `a` runs after
+/// `b` on the caller's.
+pub fn join<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {
+    fn both<A, FA: FnOnce() -> A, B>(a: FA, b: impl FnOnce() -> B) -> (A, B) {
+        let mut task = Task {
+            work: Some(a),
+            out: None,
+        };
+        // SAFETY: `task` lives on this frame until after the join below.
+        let tid = unsafe {
+            start_thread(
+                run_task::<A, FA>,
+                (&mut task as *mut Task<A, FA>).cast::<c_void>(),
+            )
+        };
+        let rb = b();
+        if let Some(tid) = tid {
+            // SAFETY: `tid` is a started, not yet joined thread.
+            unsafe { libc::pthread_join(tid, core::ptr::null_mut()) };
+        }
+        let ra = match (task.out, task.work) {
+            (Some(out), _) => out,
+            // The thread never started: the work is still here.
+            (None, Some(work)) => work(),
+            // Not reached: a started thread takes the work and leaves its result.
+            (None, None) => unreachable_task(),
+        };
+        (ra, rb)
+    }
+    both(a, b)
+}
+
+/// A started task's thread always leaves a result; reaching this is a bug.
+#[cold]
+fn unreachable_task() -> ! {
+    let _ = write_stderr(b"depmod: internal error: a thread left no result\n");
+    // SAFETY: `abort` has no preconditions.
+    unsafe { libc::abort() }
+}
+
+/// Work started on another thread for the caller to collect later
+/// ([`Background::join`]); dropping it waits for the thread too. The work owns
+/// everything it uses (`'static`), so even a handle that is never dropped
+/// cannot leave the thread with dangling references.
+pub struct Background<T: Send + 'static, F: FnOnce() -> T + Send + 'static> {
+    /// The task, boxed so that its address stays put while the thread runs;
+    /// `None` once joined.
+    task: Option<alloc::boxed::Box<Task<T, F>>>,
+    tid: Option<libc::pthread_t>,
+}
+
+impl<T: Send + 'static, F: FnOnce() -> T + Send + 'static> Background<T, F> {
+    /// Starts `work` on another thread (or, when none can be started, runs it
+    /// now).
+    pub fn spawn(work: F) -> Self {
+        let mut task = alloc::boxed::Box::new(Task {
+            work: Some(work),
+            out: None,
+        });
+        let arg = (&mut *task as *mut Task<T, F>).cast::<c_void>();
+        // SAFETY: the box is freed only after the thread is joined (`join`,
+        // `drop`); if `self` is leaked the box is leaked with it.
+        let tid = unsafe { start_thread(run_task::<T, F>, arg) };
+        if tid.is_none() {
+            task.out = task.work.take().map(|f| f());
+        }
+        Background {
+            task: Some(task),
+            tid,
+        }
+    }
+
+    /// Waits for the work and returns its result.
+    pub fn join(mut self) -> T {
+        self.wait();
+        match self.task.take().and_then(|t| t.out) {
+            Some(out) => out,
+            None => unreachable_task(),
+        }
+    }
+
+    fn wait(&mut self) {
+        if let Some(tid) = self.tid.take() {
+            // SAFETY: `tid` is a started, not yet joined thread.
+            unsafe { libc::pthread_join(tid, core::ptr::null_mut()) };
+        }
+    }
+}
+
+impl<T: Send + 'static, F: FnOnce() -> T + Send + 'static> Drop for Background<T, F> {
+    fn drop(&mut self) {
+        self.wait();
+    }
 }
 
 #[cfg(test)]

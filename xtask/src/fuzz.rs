@@ -533,10 +533,10 @@ fn make_seeds(root: &Path, seeds: &Path) -> Result<(), String> {
         .arg(KVER)
         .env("DEPMOD_CACHE", &small_cache)
         .stderr(Stdio::null()))?;
-    // The cache target appends the fingerprint itself: seeds are files without it.
+    // The cache target appends the checksum itself: seeds are files without it.
     for entry in fs::read_dir(&small_cache).map_err(|e| e.to_string())? {
         let bytes = read(&entry.map_err(|e| e.to_string())?.path())?;
-        let body = &bytes[..bytes.len().saturating_sub(16)];
+        let body = &bytes[..bytes.len().saturating_sub(8)];
         write(&dir("cache"), "small-tree", body)?;
     }
     for name in [
