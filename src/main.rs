@@ -570,6 +570,59 @@ mod no_std_rt {
         unsafe { libc::abort() }
     }
 
+    /// `memcpy` for the static x86_64 binaries, in front of musl's (the link
+    /// passes `--wrap=memcpy`, so every call, musl's own included, comes here
+    /// and musl's is `__real_memcpy`). musl's x86_64 `memcpy` starts every copy
+    /// with `rep movsq`, whose start-up costs tens of cycles; a run on the
+    /// Debian tree makes about 1.1 million copies, two thirds of them under 16
+    /// bytes (names, text pieces), and that made `memcpy` 15% of the static
+    /// binary's CPU time against 3% for glibc's. Copies up to 64 bytes are done
+    /// here with two to four overlapping unaligned loads and stores; longer
+    /// ones go to musl's, where `rep movsq` pays off.
+    #[cfg(all(target_arch = "x86_64", target_env = "musl"))]
+    #[no_mangle]
+    unsafe extern "C" fn __wrap_memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+        extern "C" {
+            fn __real_memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8;
+        }
+        /// Copies `n` bytes, `W <= n <= 2 * W`, as a word at each end (they
+        /// overlap when `n < 2 * W`).
+        ///
+        /// # Safety
+        /// `memcpy`'s contract: `src` readable and `dst` writable for `n`
+        /// bytes, not overlapping.
+        #[inline(always)]
+        unsafe fn ends<T: Copy>(dst: *mut u8, src: *const u8, n: usize) {
+            let w = core::mem::size_of::<T>();
+            // SAFETY: `w <= n`, so both words lie within the `n` bytes the caller
+            // vouches for; unaligned access is what `read_unaligned` is for.
+            unsafe {
+                let a = src.cast::<T>().read_unaligned();
+                let b = src.add(n - w).cast::<T>().read_unaligned();
+                dst.cast::<T>().write_unaligned(a);
+                dst.add(n - w).cast::<T>().write_unaligned(b);
+            }
+        }
+        // SAFETY: the caller keeps `memcpy`'s contract; each branch copies
+        // exactly `n` bytes within it (`ends` needs `W <= n <= 2 * W`).
+        unsafe {
+            match n {
+                0 => {}
+                1 => *dst = *src,
+                2..=3 => ends::<u16>(dst, src, n),
+                4..=7 => ends::<u32>(dst, src, n),
+                8..=15 => ends::<u64>(dst, src, n),
+                16..=32 => ends::<u128>(dst, src, n),
+                33..=64 => {
+                    ends::<u128>(dst, src, 32);
+                    ends::<u128>(dst.add(n - 32), src.add(n - 32), 32);
+                }
+                _ => return __real_memcpy(dst, src, n),
+            }
+        }
+        dst
+    }
+
     /// The C library's `malloc`, for builds without dlmalloc.
     #[cfg(not(all(target_env = "musl", feature = "musl-dlmalloc")))]
     pub struct LibcAlloc;

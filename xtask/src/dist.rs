@@ -236,6 +236,11 @@ pub fn build(root: &Path, b: Build) -> Result<PathBuf, String> {
             .map(String::from),
         );
     }
+    if matches!(b.arch, Arch::X86_64) {
+        // Our `memcpy` for short copies in front of musl's (src/main.rs,
+        // `__wrap_memcpy`).
+        rustflags.push("-Clink-arg=--wrap=memcpy".into());
+    }
     if matches!(b.arch, Arch::Riscv64 | Arch::S390x) {
         // Static by default on the other musl targets, not on these two.
         rustflags.push("-Ctarget-feature=+crt-static".into());
