@@ -297,15 +297,20 @@ impl<'a> Elf<'a> {
         }
     }
 
+    /// The bytes from `offset` within `section` to the end of the file (empty
+    /// past it): where a name starts, before it is measured.
+    pub fn bytes_at(&self, section: &'a [u8], offset: u32) -> &'a [u8] {
+        let start = section.as_ptr() as usize - self.data.as_ptr() as usize;
+        self.data
+            .get(start.saturating_add(offset as usize)..)
+            .unwrap_or_default()
+    }
+
     /// The C string starting at `offset` within `section` — like kmod, which reads a
     /// name with `strcmp`, the string may run past the section's end: it is cut at the
     /// first NUL or at the end of the file.
     pub fn string_at(&self, section: &'a [u8], offset: u32) -> &'a [u8] {
-        let start = section.as_ptr() as usize - self.data.as_ptr() as usize;
-        match self.data.get(start.saturating_add(offset as usize)..) {
-            Some(rest) => cstr(rest),
-            None => &[],
-        }
+        cstr(self.bytes_at(section, offset))
     }
 
     /// Reads a 32- or 64-bit word in the file's byte order.
@@ -322,9 +327,56 @@ impl<'a> Elf<'a> {
 }
 
 /// The bytes of `s` up to (not including) its first NUL, or all of `s`.
+///
+/// Eight bytes at a time (a word has a zero byte exactly when
+/// `(w - 0x01…01) & !w & 0x80…80` is not zero): symbol and string tables are
+/// walked name by name, and this is the scan's innermost loop.
 pub fn cstr(s: &[u8]) -> &[u8] {
-    match s.iter().position(|&b| b == 0) {
-        Some(n) => s.get(..n).unwrap_or(s),
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut words = s.chunks_exact(8);
+    let mut at = 0;
+    for w in &mut words {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        let v = u64::from_le_bytes(b);
+        if v.wrapping_sub(ONES) & !v & HIGHS != 0 {
+            break;
+        }
+        at += 8;
+    }
+    match s
+        .get(at..)
+        .and_then(|rest| rest.iter().position(|&b| b == 0))
+    {
+        Some(n) => s.get(..at + n).unwrap_or(s),
         None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cstr;
+
+    /// Word-at-a-time or not, `cstr` ends where a byte-by-byte search does:
+    /// every length through three words, a NUL at every place or none, bytes
+    /// of every value around it (0x80 and 0x01 are what the word test leans on).
+    #[test]
+    fn cstr_stops_at_the_first_nul() {
+        for len in 0..25usize {
+            for fill in [b'a', 0x01, 0x80, 0xff] {
+                for nul in (0..len).map(Some).chain([None]) {
+                    let mut s = alloc::vec![fill; len];
+                    if let Some(i) = nul {
+                        s[i] = 0;
+                        if i + 1 < len {
+                            s[i + 1] = 0;
+                        }
+                    }
+                    let want = s.iter().position(|&b| b == 0).unwrap_or(len);
+                    assert_eq!(cstr(&s).len(), want, "len {len} fill {fill:#x} nul {nul:?}");
+                }
+            }
+        }
     }
 }

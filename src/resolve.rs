@@ -168,13 +168,30 @@ fn strip_prefix(name: &[u8], prefix: Option<u8>) -> &[u8] {
 /// Builds the symbol table and dependencies of `data` (one entry per module, in final
 /// module order). Diagnostics are appended in kmod's order. `Err(Cycles)` means a
 /// dependency cycle: it has been reported and nothing must be written.
+///
+/// The three stages in turn, on one thread: [`symbol_table`], [`direct_deps`] over
+/// all modules, [`order`]. A host with threads runs `direct_deps` over parts of
+/// the modules at once and hands the parts to `order` in module order.
 pub fn resolve<'a>(
     data: &'a [ModuleData],
     kernel: &[KernelSymbol<'a>],
     opts: &ResolveOptions,
     diags: &mut Vec<Diag>,
 ) -> Result<Resolved<'a>, Cycles> {
-    let n = data.len();
+    let symbols = symbol_table(data, kernel, opts, diags);
+    let part = direct_deps(data, &symbols, opts, 0..data.len());
+    order(symbols, alloc::vec![part], diags)
+}
+
+/// The symbol table: the kernel's symbols (with `-E` or `-F`), then every
+/// module's exports, the last writer winning. Says which modules could not be
+/// read, in module order.
+pub fn symbol_table<'a>(
+    data: &'a [ModuleData],
+    kernel: &[KernelSymbol<'a>],
+    opts: &ResolveOptions,
+    diags: &mut Vec<Diag>,
+) -> SymbolTable<'a> {
     let mut symbols = SymbolTable::default();
     if opts.kernel_symbols {
         for k in kernel {
@@ -194,35 +211,85 @@ pub fn resolve<'a>(
             symbols.insert(strip_prefix(name, opts.prefix), i as u32, crc);
         }
     }
+    symbols
+}
 
-    // Owners other than KERNEL are module indices (`i` above), so below `n`: the
-    // lookups by module index that follow all find their slot.
-    let mut direct: Vec<Vec<u32>> = alloc::vec![Vec::new(); n];
-    let mut users = alloc::vec![0u32; n];
-    for ((i, d), direct_i) in data.iter().enumerate().zip(direct.iter_mut()) {
+/// What [`direct_deps`] found for a run of modules.
+pub struct DirectDeps {
+    /// The first module of the run.
+    first: usize,
+    /// Each module's direct dependencies, in the order its imports name them.
+    direct: Vec<Vec<u32>>,
+    /// Their diagnostics, in module order.
+    diags: Vec<Diag>,
+}
+
+/// The direct dependencies of modules `range` (indices of `data`): the owners of
+/// the symbols each imports, found in `symbols`. Parts of the modules are
+/// independent, so a host may look them up on several threads at once.
+pub fn direct_deps(
+    data: &[ModuleData],
+    symbols: &SymbolTable<'_>,
+    opts: &ResolveOptions,
+    range: core::ops::Range<usize>,
+) -> DirectDeps {
+    let mut part = DirectDeps {
+        first: range.start,
+        direct: Vec::with_capacity(range.len()),
+        diags: Vec::new(),
+    };
+    for (i, d) in data.iter().enumerate().skip(range.start).take(range.len()) {
+        let mut direct_i = Vec::new();
         for (name, crc, weak) in d.imports() {
             let mut key = name.strip_prefix(b".").unwrap_or(name);
             key = strip_prefix(key, opts.prefix);
             let Some(sym) = symbols.get(key) else {
                 if opts.errsyms && !weak {
-                    diags.push(Diag::UnknownSymbol(i as u32, name.to_vec()));
+                    part.diags
+                        .push(Diag::UnknownSymbol(i as u32, name.to_vec()));
                 }
                 continue;
             };
             if opts.check_crcs && sym.crc != crc && !weak && opts.errsyms {
-                diags.push(Diag::VersionMismatch(i as u32, name.to_vec()));
+                part.diags
+                    .push(Diag::VersionMismatch(i as u32, name.to_vec()));
             }
             let owner = sym.owner;
             if owner == KERNEL || direct_i.contains(&owner) {
                 continue;
             }
             direct_i.push(owner);
-            if let Some(u) = users.get_mut(owner as usize) {
-                *u += 1;
-            }
             if opts.verbose {
-                diags.push(Diag::Needs(i as u32, sym.name.to_vec(), owner));
+                part.diags
+                    .push(Diag::Needs(i as u32, sym.name.to_vec(), owner));
             }
+        }
+        part.direct.push(direct_i);
+    }
+    part
+}
+
+/// kmod's order and the full dependency lists, from the [`direct_deps`] of every
+/// module: `parts` in module order, covering all of them once. `Err(Cycles)`: a
+/// cycle, reported in `diags`.
+pub fn order<'a>(
+    symbols: SymbolTable<'a>,
+    parts: Vec<DirectDeps>,
+    diags: &mut Vec<Diag>,
+) -> Result<Resolved<'a>, Cycles> {
+    let mut direct: Vec<Vec<u32>> = Vec::new();
+    for part in parts {
+        debug_assert_eq!(part.first, direct.len());
+        direct.extend(part.direct);
+        diags.extend(part.diags);
+    }
+    let n = direct.len();
+    // Owners other than KERNEL are module indices, so below `n`: the lookups by
+    // module index that follow all find their slot.
+    let mut users = alloc::vec![0u32; n];
+    for &owner in direct.iter().flatten() {
+        if let Some(u) = users.get_mut(owner as usize) {
+            *u += 1;
         }
     }
 

@@ -165,9 +165,12 @@ fn crc_exports<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> Option<Vec<Export<'a>>> {
         if sym.name as usize >= strtab.len() {
             return None;
         }
-        let Some(name) = elf.string_at(strtab, sym.name).strip_prefix(b"__crc_") else {
+        // The prefix first: most symbols are not `__crc_` ones, and their names
+        // need not be measured (a NUL cannot be part of the prefix).
+        if !elf.bytes_at(strtab, sym.name).starts_with(b"__crc_") {
             continue;
-        };
+        }
+        let name = elf.string_at(strtab, sym.name).get(6..).unwrap_or_default();
         let crc = match sym.shndx {
             SHN_UNDEF | SHN_ABS => sym.value,
             idx => elf
@@ -227,6 +230,15 @@ fn imports<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> Vec<Import<'a>> {
         .filter_map(|(i, n)| n.map(|n| (fnv(n), i as u32)))
         .collect();
     by_hash.sort_unstable();
+    // modpost writes `__versions` in the order the imports come in the symbol
+    // table, so the entry after the last one matched is nearly always the next
+    // import's: tried first, it spares the hash and the search. Only when no
+    // name is there twice, where the one equal name is the first (kmod's).
+    let unique = by_hash.windows(2).all(|w| match w {
+        [(h1, i), (h2, j)] => h1 != h2 || names.get(*i as usize) != names.get(*j as usize),
+        _ => true,
+    });
+    let mut next = 0usize;
     let sparc = matches!(elf.machine(), EM_SPARC | EM_SPARCV9);
     let mut list = Vec::new();
     for i in 1..count {
@@ -248,21 +260,28 @@ fn imports<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> Vec<Import<'a>> {
             continue;
         }
         let mut crc = 0;
-        let h = fnv(name);
-        let at = by_hash.partition_point(|&(k, _)| k < h);
-        // Entries with this hash, in index order: the first equal name is kmod's.
-        // `at <= by_hash.len()`, and `j` indexes `versions`, `names` and `used` alike.
-        if let Some(&(_, j)) = by_hash
-            .get(at..)
-            .unwrap_or_default()
-            .iter()
-            .take_while(|&&(k, _)| k == h)
-            .find(|&&(_, j)| names.get(j as usize) == Some(&Some(name)))
-        {
+        let found = if unique && names.get(next) == Some(&Some(name)) {
+            Some(next as u32)
+        } else {
+            let h = fnv(name);
+            let at = by_hash.partition_point(|&(k, _)| k < h);
+            // Entries with this hash, in index order: the first equal name is
+            // kmod's. `at <= by_hash.len()`.
+            by_hash
+                .get(at..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|&&(k, _)| k == h)
+                .find(|&&(_, j)| names.get(j as usize) == Some(&Some(name)))
+                .map(|&(_, j)| j)
+        };
+        // `j` indexes `versions`, `names` and `used` alike.
+        if let Some(j) = found {
             if let (Some(v), Some(u)) = (versions.get(j as usize), used.get_mut(j as usize)) {
                 crc = v.crc;
                 *u = true;
             }
+            next = j as usize + 1;
         }
         list.push(Import {
             name,

@@ -129,6 +129,11 @@ pub fn metadata(path: &[u8]) -> Result<Metadata> {
 }
 
 /// An open file descriptor, closed on drop.
+///
+/// Opened without `O_CLOEXEC`: depmod never starts another program, so no
+/// descriptor can leak into one, and musl's `open` follows every `O_CLOEXEC`
+/// open with an `fcntl(F_SETFD)` of its own (for kernels that ignore the flag):
+/// one system call more per module in the static binaries.
 pub struct File(c_int);
 
 impl File {
@@ -137,7 +142,7 @@ impl File {
         let fd = retry(|| {
             // SAFETY: `c` is NUL-terminated; `open` takes a mode argument with
             // O_CREAT and ignores it otherwise.
-            let fd = unsafe { libc::open(c.as_ptr().cast(), flags | libc::O_CLOEXEC, mode) };
+            let fd = unsafe { libc::open(c.as_ptr().cast(), flags, mode) };
             fd as isize
         })?;
         Ok(File(fd as c_int))
@@ -381,7 +386,7 @@ impl DirFd {
     /// Creates the new file `name` in this directory for writing (`O_EXCL`).
     pub fn create_new(&self, name: &[u8], mode: libc::mode_t) -> Result<File> {
         let c = c_path(name)?;
-        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC;
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
         let fd = retry(|| {
             // SAFETY: `self.0.0` is an open directory descriptor and `c` is
             // NUL-terminated; with O_CREAT `openat` takes the mode argument.
