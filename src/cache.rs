@@ -249,8 +249,11 @@ pub struct Provenance {
 pub fn encode<'m>(
     dir: &[u8],
     modules: impl Iterator<Item = (&'m [u8], &'m Provenance, &'m ModuleData)>,
+    size_hint: usize,
 ) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
+    // Room for all of it at once (the last cache's size is a good guess): a
+    // growing buffer would be copied and its pages touched again each time.
+    let mut out = Vec::with_capacity(size_hint);
     let mut w = Writer(&mut out);
     w.0.extend_from_slice(MAGIC);
     w.u32(FORMAT);
@@ -259,12 +262,8 @@ pub fn encode<'m>(
     let count_at = w.0.len();
     w.u32(0);
     let mut count = 0u32;
-    let mut record = Vec::new();
     for (path, p, data) in modules {
-        record.clear();
-        if data.encode(&mut record).is_none() {
-            continue;
-        }
+        let start = out.len();
         let mut w = Writer(&mut out);
         w.bytes(path)?;
         w.u64(p.id.dev);
@@ -275,7 +274,16 @@ pub fn encode<'m>(
         w.i64(p.verified_ns);
         w.u8(u8::from(p.content.is_some()));
         w.0.extend_from_slice(&p.content.unwrap_or_default());
-        w.bytes(&record)?;
+        // The record's length goes before it, once it is known.
+        let len_at = w.0.len();
+        w.u32(0);
+        if data.encode(&mut out).is_none() {
+            out.truncate(start);
+            continue;
+        }
+        let len = u32::try_from(out.len() - len_at - 4).ok()?;
+        out.get_mut(len_at..len_at + 4)?
+            .copy_from_slice(&len.to_le_bytes());
         count = count.checked_add(1)?;
     }
     out.get_mut(count_at..count_at + 4)?

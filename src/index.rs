@@ -115,12 +115,14 @@ struct Keyed<'a> {
     seq: usize,
 }
 
-/// Orders `items` by their key's byte at `at` (a key ending before it first),
-/// keeping the order among equals; returns the buckets' sizes (bucket 0: keys
-/// ending at `at`; bucket c + 1: byte c). An insertion sort for the small ranges
-/// most nodes have, a counting sort through `scratch` for the others.
-fn sort_by_byte<'a>(items: &mut [Keyed<'a>], at: usize, scratch: &mut Vec<Keyed<'a>>) {
-    // Keys are ASCII (`insert` checked), so 129 buckets hold them all.
+/// Orders `items` by their key's byte at `at`, a key ending before it first
+/// (the order among equal bytes does not matter: each group is ordered again
+/// below, and a node's values by their priority). An insertion sort for the
+/// small ranges most nodes have, otherwise an in-place radix permutation
+/// ("American flag sort": each item swapped straight into its byte's place).
+fn sort_by_byte(items: &mut [Keyed<'_>], at: usize) {
+    // Keys are ASCII (`insert` checked), so 129 buckets hold them all: 0 for a
+    // key ending at `at`, c + 1 for byte c.
     let bucket = |k: &Keyed<'_>| k.key.get(at).map_or(0, |&c| usize::from(c & 0x7f) + 1);
     if items.len() <= 32 {
         for i in 1..items.len() {
@@ -136,29 +138,40 @@ fn sort_by_byte<'a>(items: &mut [Keyed<'a>], at: usize, scratch: &mut Vec<Keyed<
         return;
     }
     let mut counts = [0usize; 129];
-    let (mut min, mut max) = (usize::MAX, 0);
     for k in items.iter() {
-        let b = bucket(k);
-        if let Some(c) = counts.get_mut(b) {
+        if let Some(c) = counts.get_mut(bucket(k)) {
             *c += 1;
-            min = min.min(b);
-            max = max.max(b);
         }
     }
+    // Where each bucket's next item goes, and where the bucket ends.
     let mut next = [0usize; 129];
+    let mut end = [0usize; 129];
     let mut sum = 0;
-    for (n, &count) in next.iter_mut().zip(&counts).take(max + 1).skip(min) {
+    for ((n, e), &count) in next.iter_mut().zip(end.iter_mut()).zip(&counts) {
         *n = sum;
         sum += count;
+        *e = sum;
     }
-    scratch.clear();
-    scratch.extend_from_slice(items);
-    for k in scratch.iter() {
-        if let Some(at) = next.get_mut(bucket(k)) {
-            if let Some(dst) = items.get_mut(*at) {
-                *dst = *k;
+    for b in 0..129 {
+        while let (Some(&at_b), Some(&end_b)) = (next.get(b), end.get(b)) {
+            if at_b >= end_b {
+                break;
             }
-            *at += 1;
+            let Some(k) = items.get(at_b) else { break };
+            let kb = bucket(k);
+            if kb == b {
+                if let Some(n) = next.get_mut(b) {
+                    *n += 1;
+                }
+            } else if let Some(n) = next.get_mut(kb) {
+                // Bucket `kb` is not yet full (its count includes this item),
+                // so `*n` lies inside it: the item goes there, and whatever was
+                // there comes here to be placed in turn.
+                items.swap(at_b, *n);
+                *n += 1;
+            } else {
+                break;
+            }
         }
     }
 }
@@ -280,9 +293,9 @@ impl Trie {
                 seq,
             })
             .collect();
-        let mut scratch = Vec::with_capacity(order.len());
         let start = out.len();
-        out.reserve(12 + 16 * order.len());
+        // About what it takes: every key and value, and a few words each.
+        out.reserve(12 + self.bytes.len() + 24 * order.len());
         out.extend_from_slice(&MAGIC.to_be_bytes());
         out.extend_from_slice(&VERSION.to_be_bytes());
         // The root's reference; its flags are added once it is made.
@@ -314,7 +327,7 @@ impl Trie {
                 }
                 _ => depth,
             };
-            sort_by_byte(range, end, &mut scratch);
+            sort_by_byte(range, end);
             // Keys ending here came first: this node's values. By priority, the
             // later insertion first among equals (kmod puts a value before the
             // first of equal or higher priority).

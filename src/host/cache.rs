@@ -44,6 +44,8 @@ pub struct CacheFile {
     read_error: Option<Errno>,
     /// What [`Cache::check`] said of the bytes.
     checked: Result<(), cache::CacheError>,
+    /// Their length (kept when they are freed): about the next cache's size.
+    last_len: usize,
 }
 
 impl CacheFile {
@@ -73,6 +75,7 @@ impl CacheFile {
             borrowed: false,
             read_error: None,
             checked: Ok(()),
+            last_len: 0,
         })
     }
 
@@ -92,6 +95,7 @@ impl CacheFile {
         }
         if let Some(bytes) = &self.bytes {
             self.checked = Cache::check(bytes);
+            self.last_len = bytes.len();
         }
         self
     }
@@ -255,7 +259,7 @@ impl CacheFile {
             .zip(provenance)
             .zip(data)
             .filter_map(|((path, p), d)| Some((path.as_slice(), p.as_ref()?, d)));
-        let Some(bytes) = cache::encode(module_dir, modules) else {
+        let Some(bytes) = cache::encode(module_dir, modules, self.last_len + (64 << 10)) else {
             return Ok(None);
         };
         sys::create_dir_all(&self.dir, 0o755)?;
