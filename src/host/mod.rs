@@ -489,8 +489,16 @@ fn produce(file: OutputFile, outputs: &Outputs<'_, '_>, dir: &[u8]) -> Produced 
     p
 }
 
-/// Generates every output, on all cores; results in [`OutputFile::ALL`] order.
-fn produce_all(outputs: &Outputs<'_, '_>, dir: &[u8]) -> Vec<Produced> {
+/// Generates every output, on all cores, each written to its temp file in
+/// `staging` by the thread that made it (so that writing and syncing overlap
+/// with making the others); what to say about each, and its temp file or why
+/// it could not be written, in [`OutputFile::ALL`] order. Saying it is left to
+/// the caller, in that order.
+fn produce_all(
+    outputs: &Outputs<'_, '_>,
+    dir: &[u8],
+    staging: &write::Staging,
+) -> Vec<(Produced, Result<Vec<u8>, write::WriteError>)> {
     use core::sync::atomic::{AtomicUsize, Ordering};
     let files = OutputFile::ALL;
     let next = AtomicUsize::new(0);
@@ -502,10 +510,13 @@ fn produce_all(outputs: &Outputs<'_, '_>, dir: &[u8]) -> Vec<Produced> {
             let Some(&file) = files.get(i) else {
                 return mine;
             };
-            mine.push((i, produce(file, outputs, dir)));
+            let mut p = produce(file, outputs, dir);
+            let written = staging.write_temp(file.name(), &p.bytes);
+            p.bytes = Vec::new();
+            mine.push((i, (p, written)));
         }
     });
-    let mut slots: Vec<Option<Produced>> = (0..files.len()).map(|_| None).collect();
+    let mut slots: Vec<Option<_>> = (0..files.len()).map(|_| None).collect();
     for (i, p) in done.into_iter().flatten() {
         // `slots` has one slot per file, and `i` indexed `files`.
         if let Some(slot) = slots.get_mut(i) {
@@ -514,11 +525,15 @@ fn produce_all(outputs: &Outputs<'_, '_>, dir: &[u8]) -> Vec<Produced> {
     }
     slots
         .into_iter()
-        .map(|p| {
-            p.unwrap_or(Produced {
-                bytes: Vec::new(),
-                missing_input: None,
-                diags: Vec::new(),
+        .zip(files)
+        .map(|(p, file)| {
+            // Every job was done (see `sys::run_workers`), so this is never
+            // needed; if it were, the file would be made here.
+            p.unwrap_or_else(|| {
+                let mut p = produce(file, outputs, dir);
+                let written = staging.write_temp(file.name(), &p.bytes);
+                p.bytes = Vec::new();
+                (p, written)
             })
         })
         .collect()
@@ -578,14 +593,22 @@ fn write_outputs(
             return 1;
         }
     };
-    for (file, produced) in OutputFile::ALL.into_iter().zip(produce_all(outputs, dir)) {
+    let produced = produce_all(outputs, dir, &staging);
+    // Every temp file written is the staging's from now on, so that whatever
+    // happens next, none is left behind.
+    for (file, (_, written)) in OutputFile::ALL.into_iter().zip(&produced) {
+        if let Ok(tmp) = written {
+            staging.adopt(tmp.clone(), file.name());
+        }
+    }
+    for (produced, written) in &produced {
         if let Some((name, e)) = &produced.missing_input {
             report_missing_input(dir, name, *e, report);
         }
         for d in &produced.diags {
             report.diag(d, ctx);
         }
-        if let Err(e) = staging.stage(file.name(), &produced.bytes) {
+        if let Err(e) = written {
             report.log_bytes(
                 Level::Error,
                 &[

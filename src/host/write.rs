@@ -64,18 +64,33 @@ impl Staging {
         p
     }
 
-    /// Writes `bytes` to a new temp file for `name` and syncs it.
-    pub fn stage(&mut self, name: &'static str, bytes: &[u8]) -> Result<(), WriteError> {
+    /// Writes `bytes` to a new temp file for `name` and syncs it; returns the temp
+    /// file's name, for [`Staging::adopt`]. Takes `&self`, so that the threads
+    /// making the outputs each write theirs as soon as it is made. A temp file
+    /// that could not be written whole is removed at once.
+    pub fn write_temp(&self, name: &'static str, bytes: &[u8]) -> Result<Vec<u8>, WriteError> {
         let mut tmp = name.as_bytes().to_vec();
         tmp.extend_from_slice(self.suffix.as_bytes());
-        let written = self.dir.create_new(&tmp, 0o644).and_then(|f| {
-            self.staged.push((tmp, name));
-            f.write_all(bytes).and_then(|()| f.sync_all())
-        });
-        written.map_err(|error| WriteError {
+        let failed = |error| WriteError {
             path: self.path_of(name),
             error,
-        })
+        };
+        let file = self.dir.create_new(&tmp, 0o644).map_err(failed)?;
+        match file.write_all(bytes).and_then(|()| file.sync_all()) {
+            Ok(()) => Ok(tmp),
+            Err(error) => {
+                drop(file);
+                let _ = self.dir.remove(&tmp);
+                Err(failed(error))
+            }
+        }
+    }
+
+    /// Takes on a temp file [`Staging::write_temp`] wrote: [`Staging::commit`]
+    /// renames it over `name`; dropping the staging first removes it. Adopted in
+    /// the order the renames are to be done.
+    pub fn adopt(&mut self, tmp: Vec<u8>, name: &'static str) {
+        self.staged.push((tmp, name));
     }
 
     /// Renames every temp file over its target, then syncs the directory.
