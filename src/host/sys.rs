@@ -690,8 +690,8 @@ pub fn run_workers<T: Send, F: Fn() -> T + Sync>(n: usize, work: &F) -> Vec<T> {
     out
 }
 
-/// Starts a thread with `attr`'s stack size running `start(arg)`; its id, or
-/// `None` when no thread could be started.
+/// Starts a thread of [`WORKER_STACK`] bytes of stack running `start(arg)`; its
+/// id, or `None` when no thread could be started.
 ///
 /// # Safety
 /// `arg` must stay valid for `start` until the thread is joined.
@@ -739,18 +739,27 @@ pub fn join<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> 
             work: Some(a),
             out: None,
         };
-        // SAFETY: `task` lives on this frame until after the join below.
-        let tid = unsafe {
+        /// Joins the thread when dropped: after `b` returns, and also if `b`
+        /// unwinds (tests), so `task` never goes while the thread still uses it.
+        struct Joined(Option<libc::pthread_t>);
+        impl Drop for Joined {
+            fn drop(&mut self) {
+                if let Some(tid) = self.0.take() {
+                    // SAFETY: `tid` is a started, not yet joined thread.
+                    unsafe { libc::pthread_join(tid, core::ptr::null_mut()) };
+                }
+            }
+        }
+        // SAFETY: `task` lives on this frame, and `joined` (declared after it,
+        // so dropped before it) joins the thread before the frame is left.
+        let joined = Joined(unsafe {
             start_thread(
                 run_task::<A, FA>,
                 (&mut task as *mut Task<A, FA>).cast::<c_void>(),
             )
-        };
+        });
         let rb = b();
-        if let Some(tid) = tid {
-            // SAFETY: `tid` is a started, not yet joined thread.
-            unsafe { libc::pthread_join(tid, core::ptr::null_mut()) };
-        }
+        drop(joined);
         let ra = match (task.out, task.work) {
             (Some(out), _) => out,
             // The thread never started: the work is still here.
@@ -848,6 +857,28 @@ mod tests {
         let mut all: Vec<usize> = results.into_iter().flatten().collect();
         all.sort_unstable();
         assert_eq!(all, (0..1000).collect::<Vec<_>>());
+    }
+
+    /// `join` runs both closures, on two threads, over data on the caller's
+    /// stack; a `Background` hands back what its thread made, and one dropped
+    /// unjoined waits for it.
+    #[test]
+    fn join_and_background_return_what_their_threads_made() {
+        let numbers: Vec<u64> = (1..=1000).collect();
+        let (a, b) = join(
+            || (pid(), numbers.iter().sum::<u64>()),
+            || (pid(), numbers.iter().map(|n| n * 2).sum::<u64>()),
+        );
+        assert_eq!((a.1, b.1), (500_500, 1_001_000));
+        let owned = numbers.clone();
+        let bg = Background::spawn(move || owned.into_iter().max());
+        assert_eq!(bg.join(), Some(1000));
+        let done = alloc::sync::Arc::new(core::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        drop(Background::spawn(move || {
+            flag.store(true, core::sync::atomic::Ordering::SeqCst)
+        }));
+        assert!(done.load(core::sync::atomic::Ordering::SeqCst));
     }
 
     #[test]
