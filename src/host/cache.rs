@@ -264,9 +264,8 @@ impl CacheFile {
         };
         sys::create_dir_all(&self.dir, 0o755)?;
         let dir = DirFd::open(&self.dir)?;
-        let (secs, usecs) = sys::now();
         let mut tmp = self.name.clone();
-        tmp.extend_from_slice(alloc::format!(".{}.{}.{}", sys::pid(), usecs, secs).as_bytes());
+        tmp.extend_from_slice(super::write::temp_suffix().as_bytes());
         let written = dir
             .create_new(&tmp, 0o644)
             .and_then(|f| f.write_all(&bytes));

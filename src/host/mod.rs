@@ -501,6 +501,13 @@ fn produce_all(
 ) -> Vec<(Produced, Result<Vec<u8>, write::WriteError>)> {
     use core::sync::atomic::{AtomicUsize, Ordering};
     let files = OutputFile::ALL;
+    // One output made and written; its bytes are freed once they are in the file.
+    let make = |file: OutputFile| {
+        let mut p = produce(file, outputs, dir);
+        let written = staging.write_temp(file.name(), &p.bytes);
+        p.bytes = Vec::new();
+        (p, written)
+    };
     let next = AtomicUsize::new(0);
     let workers = sys::parallelism().min(files.len());
     let done = sys::run_workers(workers, &|| {
@@ -510,10 +517,7 @@ fn produce_all(
             let Some(&file) = files.get(i) else {
                 return mine;
             };
-            let mut p = produce(file, outputs, dir);
-            let written = staging.write_temp(file.name(), &p.bytes);
-            p.bytes = Vec::new();
-            mine.push((i, (p, written)));
+            mine.push((i, make(file)));
         }
     });
     let mut slots: Vec<Option<_>> = (0..files.len()).map(|_| None).collect();
@@ -529,12 +533,7 @@ fn produce_all(
         .map(|(p, file)| {
             // Every job was done (see `sys::run_workers`), so this is never
             // needed; if it were, the file would be made here.
-            p.unwrap_or_else(|| {
-                let mut p = produce(file, outputs, dir);
-                let written = staging.write_temp(file.name(), &p.bytes);
-                p.bytes = Vec::new();
-                (p, written)
-            })
+            p.unwrap_or_else(|| make(file))
         })
         .collect()
 }

@@ -40,11 +40,10 @@ impl Staging {
     /// `<name>.<pid>.<usec>.<sec>`, as kmod's.
     pub fn open(path: &[u8]) -> sys::Result<Self> {
         let dir = DirFd::open(path)?;
-        let (secs, usecs) = sys::now();
         Ok(Staging {
             dir,
             path: path.to_vec(),
-            suffix: format!(".{}.{}.{}", sys::pid(), usecs, secs),
+            suffix: temp_suffix(),
             staged: Vec::new(),
         })
     }
@@ -135,6 +134,13 @@ impl Staging {
             }
         }
     }
+}
+
+/// What this run appends to a file's name for its temp file: `.<pid>.<usec>.<sec>`,
+/// as kmod's (and what [`temp_file_pid`] recognises in a dead run's leftovers).
+pub fn temp_suffix() -> String {
+    let (secs, usecs) = sys::now();
+    format!(".{}.{}.{}", sys::pid(), usecs, secs)
 }
 
 /// The pid in `name` if it is a temp file name of `output`:
