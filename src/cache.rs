@@ -12,11 +12,20 @@
 //! keep its old timestamps). Everything else is read again, or for compressed
 //! files, recognised by the fingerprint of their bytes without decompressing.
 //!
+//! A cache is one *full* file, with a record of every module of the run that
+//! wrote it, and optionally a *delta* beside it: the records that differ from the
+//! full file's, tied to it by its checksum. A run where few modules changed
+//! writes a new delta (kilobytes) instead of the full file (megabytes); a delta
+//! that grows past a fraction of the tree is folded into a new full file (the
+//! host decides when, see `host::cache`). A delta whose full file has been
+//! replaced meanwhile no longer matches it and is not used.
+//!
 //! File layout (little-endian), checked end to end by a trailing checksum:
 //!
 //! ```text
 //! magic "depmod-cache\n\0\0\0"  format u32  build id (bytes)  module dir (bytes, for
 //!   people: records are found by absolute path, or by content whatever the tree)
+//! extends u64: 0 in a full file; in a delta, the checksum of the full file
 //! count u32, then per module:
 //!   path (bytes)  dev u64  ino u64  size u64  mtime_ns i64  ctime_ns i64
 //!   verified_ns i64  has_digest u8  digest [16]  record (bytes: ModuleData::encode)
@@ -35,7 +44,7 @@ use crate::wire::{Reader, Writer};
 
 const MAGIC: &[u8; 16] = b"depmod-cache\n\0\0\0";
 /// Bumped whenever the layout above or the meaning of a record changes.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 /// The build that wrote the cache. What a module's record holds is a function of
 /// its bytes *and of this program*: a record written by another version of depmod
 /// is not used.
@@ -91,6 +100,9 @@ pub struct Record<'a> {
     pub verified_ns: i64,
     /// Fingerprint of the file's bytes (compressed modules only).
     pub content: Option<Digest>,
+    /// The record is the full file's (not a delta's): a run that finds it still
+    /// good need not write it again.
+    pub in_full: bool,
     record: &'a [u8],
 }
 
@@ -118,6 +130,10 @@ pub struct Cache<'a> {
     records: Vec<Record<'a>>,
     by_path: BTreeMap<&'a [u8], usize>,
     by_content: BTreeMap<Digest, usize>,
+    /// `None` for a full file; for a delta, the checksum of its full file.
+    extends: Option<u64>,
+    /// This file's own checksum (what a delta of it names).
+    sum: u64,
 }
 
 impl<'a> Cache<'a> {
@@ -161,16 +177,55 @@ impl<'a> Cache<'a> {
         // by absolute path, so another tree's never match by path; by content they
         // may, which is the point (a tree copied afresh elsewhere).
         r.bytes().ok_or(CacheError::Damaged)?;
-        Self::parse_records(r).ok_or(CacheError::Damaged)
-    }
-
-    fn parse_records(mut r: Reader<'a>) -> Option<Cache<'a>> {
-        // path, five ids and verified_ns, has_digest, digest, record.
-        let n = r.count(4 + 48 + 1 + 16 + 4)?;
+        let extends = r.u64().ok_or(CacheError::Damaged)?;
+        let sum = bytes
+            .get(body.len()..)
+            .and_then(|t| t.try_into().ok())
+            .map(u64::from_le_bytes)
+            .ok_or(CacheError::Damaged)?;
         let mut cache = Cache {
-            records: Vec::with_capacity(n),
+            extends: (extends != 0).then_some(extends),
+            sum,
             ..Cache::default()
         };
+        cache.parse_records(r).ok_or(CacheError::Damaged)?;
+        Ok(cache)
+    }
+
+    /// Adds a delta's records to this full file's, in their place where both
+    /// have one. `false` (nothing added) if `delta` is not a delta of this file.
+    pub fn overlay(&mut self, delta: &Cache<'a>) -> bool {
+        if self.extends.is_some() || delta.extends != Some(self.sum) {
+            return false;
+        }
+        for r in &delta.records {
+            let i = self.records.len();
+            self.by_path.insert(r.path, i);
+            if let Some(d) = r.content {
+                self.by_content.insert(d, i);
+            }
+            self.records.push(*r);
+        }
+        true
+    }
+
+    /// For a delta, the checksum of the full file it adds to; `None` for a full
+    /// file.
+    pub fn extends(&self) -> Option<u64> {
+        self.extends
+    }
+
+    /// This file's checksum: what a delta of it names in its header.
+    pub fn checksum(&self) -> u64 {
+        self.sum
+    }
+
+    fn parse_records(&mut self, mut r: Reader<'a>) -> Option<()> {
+        // path, five ids and verified_ns, has_digest, digest, record.
+        let n = r.count(4 + 48 + 1 + 16 + 4)?;
+        let in_full = self.extends.is_none();
+        let cache = self;
+        cache.records.reserve_exact(n);
         for i in 0..n {
             let path = r.bytes()?;
             let id = FileId {
@@ -198,10 +253,11 @@ impl<'a> Cache<'a> {
                 id,
                 verified_ns,
                 content,
+                in_full,
                 record,
             });
         }
-        r.is_empty().then_some(cache)
+        r.is_empty().then_some(())
     }
 
     /// The record of module `path`, if any.
@@ -241,13 +297,19 @@ pub struct Provenance {
     pub verified_ns: i64,
     /// Fingerprint of its bytes (compressed modules).
     pub content: Option<Digest>,
+    /// Taken, unchanged, from a record of the full cache file (which therefore
+    /// holds it already: a delta leaves it out).
+    pub in_full_cache: bool,
 }
 
-/// The new cache file for module directory `dir`: one record per module of this
-/// run that has a provenance and a result that depends only on the file's bytes.
-/// Modules no longer in the tree are dropped, so the cache never outgrows the tree.
+/// A new cache file for module directory `dir`: one record per module given that
+/// has a result that depends only on the file's bytes. A full file (`extends`
+/// `None`) is given every module of the run, so that modules no longer in the
+/// tree are dropped and it never outgrows the tree; a delta of the full file
+/// whose checksum is `extends` is given those not in it.
 pub fn encode<'m>(
     dir: &[u8],
+    extends: Option<u64>,
     modules: impl Iterator<Item = (&'m [u8], &'m Provenance, &'m ModuleData)>,
     size_hint: usize,
 ) -> Option<Vec<u8>> {
@@ -259,6 +321,9 @@ pub fn encode<'m>(
     w.u32(FORMAT);
     w.bytes(BUILD_ID.as_bytes())?;
     w.bytes(dir)?;
+    // A checksum of 0 could not be told from "full": such a full file gets no
+    // delta (the host checks), which costs one full write in 2^64.
+    w.u64(extends.unwrap_or(0));
     let count_at = w.0.len();
     w.u32(0);
     let mut count = 0u32;

@@ -13,6 +13,11 @@
 //!   refused by the parser; depmod over a sample of them prints one warning,
 //!   writes the full run's outputs and leaves a good cache behind. An older
 //!   format gets the same treatment.
+//! * A few changes write a delta beside the full file, an unchanged tree writes
+//!   nothing, many changes fold the delta into a new full file; every
+//!   truncation and byte flip of a real delta is refused, and depmod over a
+//!   damaged delta warns once and rebuilds it; a delta left beside another
+//!   full file is not used.
 //! * Two or more depmods at once never leave a damaged cache; `-n` writes none.
 
 mod common;
@@ -577,6 +582,41 @@ fn an_unchanged_tree_opens_no_module_and_one_change_opens_one() {
     b.check("after one change");
 }
 
+/// The files in the cache directory, by name.
+fn cache_files(b: &Bench) -> BTreeMap<String, PathBuf> {
+    fs::read_dir(b.cache())
+        .unwrap()
+        .flatten()
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect()
+}
+
+/// The cache directory holds one full file and perhaps a delta, no temp file;
+/// their paths.
+fn full_and_delta(b: &Bench, when: &str) -> (PathBuf, Option<PathBuf>) {
+    let files = cache_files(b);
+    let full: Vec<&PathBuf> = files
+        .iter()
+        .filter(|(n, _)| n.ends_with(".cache"))
+        .map(|(_, p)| p)
+        .collect();
+    let delta: Vec<&PathBuf> = files
+        .iter()
+        .filter(|(n, _)| n.ends_with(".delta"))
+        .map(|(_, p)| p)
+        .collect();
+    assert!(
+        full.len() == 1 && delta.len() <= 1 && files.len() == full.len() + delta.len(),
+        "{when}: one full file, at most one delta: {files:?}"
+    );
+    (full[0].clone(), delta.first().map(|p| (*p).clone()))
+}
+
+fn inode(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(p).unwrap().ino()
+}
+
 /// A real cache file of a small tree, and the tree.
 fn real_cache() -> (Bench, Vec<u8>, PathBuf) {
     let mut pool = Pool::load();
@@ -584,28 +624,58 @@ fn real_cache() -> (Bench, Vec<u8>, PathBuf) {
     let b = initial_tree(&mut pool, &mut rng, 25);
     let (o, _) = b.run(&b.outdir("cached"), true);
     assert!(o.status.success());
-    let files: Vec<PathBuf> = fs::read_dir(b.cache())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    assert_eq!(files.len(), 1, "one cache file: {files:?}");
-    let bytes = fs::read(&files[0]).unwrap();
-    (b, bytes, files[0].clone())
+    let (full, delta) = full_and_delta(&b, "first run");
+    assert_eq!(delta, None, "a first run writes a full file");
+    let bytes = fs::read(&full).unwrap();
+    (b, bytes, full)
 }
 
-#[test]
-fn every_truncation_and_byte_flip_of_a_real_cache_is_refused() {
-    let (_b, bytes, _) = real_cache();
-    assert!(depmod::cache::Cache::parse(&bytes).is_ok());
-    assert!(bytes.len() > 1000, "a real cache: {} bytes", bytes.len());
+/// A tree whose files are older than the timestamp granularity, with its full
+/// cache file written: from here, a run after a few changes writes a delta.
+fn aged_tree_with_cache(seed: u64, n: usize) -> (Pool, Bench) {
+    let mut pool = Pool::load();
+    let mut rng = Rng(seed);
+    let b = initial_tree(&mut pool, &mut rng, n);
+    // Files changed within the granularity before a run are verified again by
+    // the next one (racily clean), which a delta cannot leave out.
+    std::thread::sleep(Duration::from_millis(2100));
+    let (o, _) = b.run(&b.outdir("cached"), true);
+    assert!(o.status.success());
+    (pool, b)
+}
+
+/// Rewrites the `k`th module of the tree with another module's bytes.
+fn change_module(b: &mut Bench, pool: &mut Pool, k: usize) -> String {
+    let rel = b.present.keys().nth(k).unwrap().clone();
+    let (i, form) = b.present[&rel];
+    let j = (i + 1) % pool.modules.len();
+    fs::write(b.moddir().join(&rel), pool.bytes(j, form, 6)).unwrap();
+    b.present.insert(rel.clone(), (j, form));
+    rel
+}
+
+/// A real delta of a small tree (one module changed), the tree and the delta's
+/// path.
+fn real_delta() -> (Bench, Vec<u8>, PathBuf) {
+    let (mut pool, mut b) = aged_tree_with_cache(6, 25);
+    change_module(&mut b, &mut pool, 2);
+    let (o, _) = b.run(&b.outdir("cached"), true);
+    assert!(o.status.success());
+    let (_, delta) = full_and_delta(&b, "after one change");
+    let delta = delta.expect("one change writes a delta");
+    (b, fs::read(&delta).unwrap(), delta)
+}
+
+/// Every truncation and byte flip of `bytes` (a good cache file) is refused.
+fn refuses_every_truncation_and_byte_flip(bytes: &[u8]) {
+    assert!(depmod::cache::Cache::parse(bytes).is_ok());
     for n in 0..bytes.len() {
         assert!(
             depmod::cache::Cache::parse(&bytes[..n]).is_err(),
             "truncated to {n} bytes"
         );
     }
-    let mut damaged = bytes.clone();
+    let mut damaged = bytes.to_vec();
     for i in 0..bytes.len() {
         damaged[i] ^= 0xff;
         assert!(
@@ -616,17 +686,133 @@ fn every_truncation_and_byte_flip_of_a_real_cache_is_refused() {
     }
 }
 
+#[test]
+fn every_truncation_and_byte_flip_of_a_real_delta_is_refused() {
+    let (_b, bytes, _) = real_delta();
+    let delta = depmod::cache::Cache::parse(&bytes).unwrap();
+    assert!(delta.extends().is_some(), "a delta names its full file");
+    assert!(bytes.len() > 200, "a real delta: {} bytes", bytes.len());
+    refuses_every_truncation_and_byte_flip(&bytes);
+}
+
+#[test]
+fn every_truncation_and_byte_flip_of_a_real_cache_is_refused() {
+    let (_b, bytes, _) = real_cache();
+    assert!(depmod::cache::Cache::parse(&bytes).is_ok());
+    assert!(bytes.len() > 1000, "a real cache: {} bytes", bytes.len());
+    refuses_every_truncation_and_byte_flip(&bytes);
+}
+
+#[test]
+fn few_changes_write_a_delta_an_unchanged_tree_nothing_many_a_full_file() {
+    let (mut pool, mut b) = aged_tree_with_cache(8, 40);
+    let (full, _) = full_and_delta(&b, "first run");
+    let full_inode = inode(&full);
+    change_module(&mut b, &mut pool, 5);
+    b.check("one change");
+    let (f, delta) = full_and_delta(&b, "one change");
+    assert_eq!(
+        (f.clone(), inode(&f)),
+        (full.clone(), full_inode),
+        "full file kept"
+    );
+    let delta = delta.expect("one change writes a delta");
+    let d = fs::read(&delta).unwrap();
+    let full_bytes = fs::read(&full).unwrap();
+    let (fc, dc) = (
+        depmod::cache::Cache::parse(&full_bytes).unwrap(),
+        depmod::cache::Cache::parse(&d).unwrap(),
+    );
+    assert_eq!(
+        dc.extends(),
+        Some(fc.checksum()),
+        "the delta names the full file"
+    );
+    assert_eq!(dc.len(), 1, "the delta holds the changed module only");
+    assert!(
+        d.len() * 10 < full_bytes.len(),
+        "{} vs {}",
+        d.len(),
+        full_bytes.len()
+    );
+    // The changed file was racily recent: verified again once it has aged, then
+    // trusted, and then nothing is written at all.
+    std::thread::sleep(Duration::from_millis(2100));
+    b.check("aged");
+    b.check("unchanged");
+    let (f, delta) = full_and_delta(&b, "unchanged");
+    let delta = delta.expect("the delta stays");
+    let delta_inode = inode(&delta);
+    b.check("unchanged again");
+    let (f2, delta2) = full_and_delta(&b, "unchanged again");
+    assert_eq!(inode(&f2), inode(&f), "unchanged: full file not rewritten");
+    assert_eq!(inode(&f2), full_inode);
+    assert_eq!(
+        delta2.map(|d| inode(&d)),
+        Some(delta_inode),
+        "unchanged: delta not rewritten"
+    );
+    // A sixth of the modules changed: one full file again, no delta.
+    for k in 10..17 {
+        change_module(&mut b, &mut pool, k);
+    }
+    b.check("many changes");
+    let (f3, delta3) = full_and_delta(&b, "many changes");
+    assert_ne!(inode(&f3), full_inode, "many changes: a new full file");
+    assert_eq!(delta3, None, "the delta is folded in");
+}
+
+/// A delta beside a full file it was not made for (a concurrent run replaced the
+/// full file) is left out, silently.
+#[test]
+fn a_delta_of_another_full_file_is_not_used() {
+    let (mut pool, mut b) = aged_tree_with_cache(10, 40);
+    change_module(&mut b, &mut pool, 3);
+    b.check("one change");
+    let (_, delta) = full_and_delta(&b, "one change");
+    let delta = delta.unwrap();
+    let old = fs::read(&delta).unwrap();
+    for k in 20..27 {
+        change_module(&mut b, &mut pool, k);
+    }
+    b.check("many changes");
+    let (full, none) = full_and_delta(&b, "many changes");
+    assert_eq!(none, None);
+    fs::write(&delta, &old).unwrap();
+    let full_sum = depmod::cache::Cache::parse(&fs::read(&full).unwrap())
+        .unwrap()
+        .checksum();
+    let stale = depmod::cache::Cache::parse(&old).unwrap();
+    assert_ne!(stale.extends(), Some(full_sum));
+    // `check` compares stderr with the full run's: no warning.
+    b.check("stale delta");
+}
+
 /// depmod over a damaged cache: one warning naming it, the full run's outputs, and
 /// a good cache afterwards (the next run is silent).
 #[test]
 fn a_damaged_or_older_cache_gets_one_warning_and_is_rebuilt() {
     let (b, bytes, file) = real_cache();
+    damaged_files_get_one_warning_and_are_rebuilt(&b, &bytes, &file);
+}
+
+#[test]
+fn a_damaged_or_older_delta_gets_one_warning_and_is_rebuilt() {
+    let (b, bytes, file) = real_delta();
+    damaged_files_get_one_warning_and_are_rebuilt(&b, &bytes, &file);
+}
+
+/// depmod with `file` (a real cache file or delta, `bytes`) damaged in various
+/// ways: the full run's outputs, one warning naming it, a good file of the same
+/// kind afterwards, and a silent run after that.
+fn damaged_files_get_one_warning_and_are_rebuilt(b: &Bench, bytes: &[u8], file: &Path) {
+    let is_delta = file.to_string_lossy().ends_with(".delta");
     let mut rng = Rng(11);
     let mut variants: Vec<(String, Vec<u8>)> = Vec::new();
     for _ in 0..12 {
         let n = rng.below(bytes.len());
         variants.push((format!("truncated to {n}"), bytes[..n].to_vec()));
-        let mut d = bytes.clone();
+        let mut d = bytes.to_vec();
         let i = rng.below(bytes.len());
         d[i] ^= 1 << rng.below(8);
         variants.push((format!("bit flip at {i}"), d));
@@ -646,7 +832,7 @@ fn a_damaged_or_older_cache_gets_one_warning_and_is_rebuilt() {
 
     let (fresh, want) = b.run(&b.outdir("fresh"), false);
     for (what, v) in variants {
-        fs::write(&file, &v).unwrap();
+        fs::write(file, &v).unwrap();
         let (o, got) = b.run(&b.outdir("cached"), true);
         assert_eq!(got, want, "{what}: outputs");
         assert_eq!(o.status, fresh.status, "{what}");
@@ -662,10 +848,13 @@ fn a_damaged_or_older_cache_gets_one_warning_and_is_rebuilt() {
             "{what}: {:?}",
             extra[0]
         );
-        let rebuilt = fs::read(&file).unwrap();
-        assert!(
-            depmod::cache::Cache::parse(&rebuilt).is_ok(),
-            "{what}: rebuilt"
+        let rebuilt = fs::read(file).unwrap();
+        let parsed = depmod::cache::Cache::parse(&rebuilt);
+        assert!(parsed.is_ok(), "{what}: rebuilt");
+        assert_eq!(
+            parsed.unwrap().extends().is_some(),
+            is_delta,
+            "{what}: rebuilt as the same kind of file"
         );
         let (o, _) = b.run(&b.outdir("cached"), true);
         assert_eq!(o.stderr, fresh.stderr, "{what}: the next run is silent");
@@ -697,18 +886,14 @@ fn concurrent_runs_never_leave_a_damaged_cache() {
             let err = String::from_utf8_lossy(&o.stderr);
             assert!(!err.contains("module cache"), "round {round}: {err}");
         }
-        let caches: Vec<PathBuf> = fs::read_dir(b.cache())
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        assert_eq!(
-            caches.len(),
-            1,
-            "round {round}: no temp file left: {caches:?}"
-        );
-        let bytes = fs::read(&caches[0]).unwrap();
-        assert!(depmod::cache::Cache::parse(&bytes).is_ok(), "round {round}");
+        let (full, delta) = full_and_delta(&b, &format!("round {round}"));
+        for f in [Some(full), delta].into_iter().flatten() {
+            let bytes = fs::read(&f).unwrap();
+            assert!(
+                depmod::cache::Cache::parse(&bytes).is_ok(),
+                "round {round}: {f:?}"
+            );
+        }
         b.check(&format!("after concurrent round {round}"));
     }
 }

@@ -1,16 +1,22 @@
 //! The module cache on disk: `DEPMOD_CACHE=DIR` keeps what each module gave
 //! between runs (`crate::cache` holds the format and the rules).
 //!
-//! One file per module directory, `DIR/<version>-<16 hex digits>.cache` (the
+//! One full file per module directory, `DIR/<version>-<16 hex digits>.cache` (the
 //! digits fingerprint the module directory's absolute path, so trees of one
-//! kernel version under different `-b` roots keep separate caches). It is read
-//! whole at the start of a run and replaced at the end by a temp file renamed over
-//! it, so a reader sees the old cache or the new one, never a mix, and two depmods
-//! at once each leave a complete file (the last rename wins). It is not fsynced: a
-//! cache cut short by a power cut fails its fingerprint and is rebuilt, at the cost
-//! of one cold run. `-n` neither reads nor writes it.
+//! kernel version under different `-b` roots keep separate caches), and beside it
+//! at most one delta, `<same>.delta`, holding the records that changed since the
+//! full file was written. Both are read whole at the start of a run. At the end a
+//! run writes, as a temp file renamed over the old one, either nothing (every
+//! module was taken from them unchanged), a new delta (few modules changed: see
+//! [`CacheFile::stage`]) or a new full file (and removes the delta). A reader so
+//! sees old files or new ones, never a mix; two depmods at once each leave
+//! complete files (the last rename wins), and a delta left beside a full file it
+//! was not made for is not used. Neither is fsynced: a file cut short by a power
+//! cut fails its checksum and is rebuilt, at the cost of one cold run. `-n`
+//! neither reads nor writes them.
 
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::report::{Level, Report};
 use super::sys::{self, DirFd, Errno};
@@ -19,7 +25,8 @@ use crate::scan::ModuleData;
 
 /// Caches kept per kernel version (different `-b` roots of one version).
 const KEEP_PER_VERSION: usize = 4;
-/// A cache no run has rewritten for this long (30 days) is removed.
+/// A cache no run has used for this long (30 days) is removed (a run that writes
+/// nothing sets its time).
 const UNUSED_FOR_NS: i64 = 30 * 24 * 3600 * 1_000_000_000;
 
 /// A cache file found in `DEPMOD_CACHE`.
@@ -46,6 +53,23 @@ pub struct CacheFile {
     checked: Result<(), cache::CacheError>,
     /// Their length (kept when they are freed): about the next cache's size.
     last_len: usize,
+    /// The delta's bytes, if there is one beside our own full file.
+    delta: Option<Vec<u8>>,
+    /// What [`Cache::check`] said of them.
+    delta_checked: Result<(), cache::CacheError>,
+    /// The full file's checksum (0: none) and record count, once
+    /// [`Self::parse`] took it as ours and good: what decides between a delta
+    /// and a full file next. Set by the thread that parses, read by the one
+    /// that stages, which the host starts after.
+    full_sum: AtomicU64,
+    full_records: AtomicUsize,
+}
+
+/// What [`CacheFile::stage`] wrote: a temp file, to become the full file or the
+/// delta.
+pub struct Staged {
+    tmp: Vec<u8>,
+    delta: bool,
 }
 
 impl CacheFile {
@@ -76,6 +100,10 @@ impl CacheFile {
             read_error: None,
             checked: Ok(()),
             last_len: 0,
+            delta: None,
+            delta_checked: Ok(()),
+            full_sum: AtomicU64::new(0),
+            full_records: AtomicUsize::new(0),
         })
     }
 
@@ -96,6 +124,13 @@ impl CacheFile {
         if let Some(bytes) = &self.bytes {
             self.checked = Cache::check(bytes);
             self.last_len = bytes.len();
+        }
+        if self.checked.is_ok() && self.bytes.is_some() && !self.borrowed {
+            // A delta that cannot be read is as good as none.
+            self.delta = sys::read(&self.delta_path()).ok();
+            if let Some(d) = &self.delta {
+                self.delta_checked = Cache::check(d);
+            }
         }
         self
     }
@@ -180,6 +215,7 @@ impl CacheFile {
             };
             if n > KEEP_PER_VERSION || c.mtime_ns < now_ns.saturating_sub(UNUSED_FOR_NS) {
                 let _ = sys::remove_file(&c.path);
+                let _ = sys::remove_file(&delta_of(&c.path));
             }
         }
     }
@@ -200,28 +236,67 @@ impl CacheFile {
         p
     }
 
+    fn delta_path(&self) -> Vec<u8> {
+        delta_of(&self.path())
+    }
+
+    fn delta_name(&self) -> Vec<u8> {
+        delta_of(&self.name)
+    }
+
     fn warn(&self, report: &Report, what: &[u8], why: &[u8]) {
+        self.warn_about(&self.path(), report, what, why);
+    }
+
+    fn warn_about(&self, path: &[u8], report: &Report, what: &[u8], why: &[u8]) {
         report.log_bytes(
             Level::Warning,
-            &[what, &self.path(), b": ", why, b" (it is rebuilt)"],
+            &[what, path, b": ", why, b" (it is rebuilt)"],
         );
     }
 
-    /// The records, or an empty cache (with one warning) when the file is
-    /// damaged or of another depmod.
+    /// The records (the full file's, with the delta's in their place), or an
+    /// empty cache (with one warning) when the full file is damaged or of another
+    /// depmod. A damaged delta gets the warning instead and is left out; a delta
+    /// of another full file is left out silently (a concurrent run replaced it).
     pub fn parse(&self, report: &Report) -> Cache<'_> {
         let Some(bytes) = &self.bytes else {
             return Cache::default();
         };
-        match self.checked.and_then(|()| Cache::parse_checked(bytes)) {
+        let parsed = self.checked.and_then(|()| Cache::parse_checked(bytes));
+        // A delta where the full file should be is as wrong as a damaged one.
+        let parsed = parsed.and_then(|c| match c.extends() {
+            None => Ok(c),
+            Some(_) => Err(cache::CacheError::Damaged),
+        });
+        let mut full = match parsed {
             Ok(c) => c,
             Err(e) => {
                 if !self.borrowed {
                     self.warn(report, b"ignoring module cache ", e.describe().as_bytes());
                 }
-                Cache::default()
+                return Cache::default();
+            }
+        };
+        if self.borrowed {
+            return full;
+        }
+        self.full_sum.store(full.checksum(), Ordering::Relaxed);
+        self.full_records.store(full.len(), Ordering::Relaxed);
+        if let Some(d) = &self.delta {
+            match self.delta_checked.and_then(|()| Cache::parse_checked(d)) {
+                Ok(delta) => {
+                    full.overlay(&delta);
+                }
+                Err(e) => self.warn_about(
+                    &self.delta_path(),
+                    report,
+                    b"ignoring module cache ",
+                    e.describe().as_bytes(),
+                ),
             }
         }
+        full
     }
 
     /// With `DEPMOD_CACHE_STATS` set (to anything), says on stderr how many
@@ -242,29 +317,66 @@ impl CacheFile {
     /// Frees last run's bytes once they are no longer needed.
     pub fn forget_records(&mut self) {
         self.bytes = None;
+        self.delta = None;
     }
 
     /// Writes this run's records to a temp file beside the cache, to be put in
-    /// its place by [`Self::commit`] once the indexes are written (the host
-    /// does this while it writes them). Its name, or why it could not be written.
+    /// place by [`Self::commit`] once the indexes are written (the host does this
+    /// while it writes them). `all_from_cache`: every module was taken from the
+    /// cache by `stat`, so its files hold this run's records already.
+    ///
+    /// A delta, of the records not taken unchanged from the full file, when there
+    /// is a good full file of ours and no more than an eighth of the modules
+    /// changed and no more than a quarter of its records went unused (a tree
+    /// that shrank is written afresh, so that the files never outgrow the
+    /// tree); otherwise a full file. Nothing (`None`) when nothing changed: the
+    /// full file's time is only set, for [`Self::prune`].
     pub fn stage(
         &self,
         module_dir: &[u8],
         paths: &[Vec<u8>],
         provenance: &[Option<Provenance>],
         data: &[ModuleData],
-    ) -> sys::Result<Option<Vec<u8>>> {
-        let modules = paths
-            .iter()
-            .zip(provenance)
-            .zip(data)
-            .filter_map(|((path, p), d)| Some((path.as_slice(), p.as_ref()?, d)));
-        let Some(bytes) = cache::encode(module_dir, modules, self.last_len + (64 << 10)) else {
+        all_from_cache: bool,
+    ) -> sys::Result<Option<Staged>> {
+        let modules = || {
+            paths
+                .iter()
+                .zip(provenance)
+                .zip(data)
+                .filter_map(|((path, p), d)| Some((path.as_slice(), p.as_ref()?, d)))
+        };
+        let n = modules().count();
+        let kept = modules().filter(|(_, p, _)| p.in_full_cache).count();
+        let sum = self.full_sum.load(Ordering::Relaxed);
+        let records = self.full_records.load(Ordering::Relaxed);
+        let extends = match sum {
+            0 => None,
+            _ if (n - kept) * 8 <= n && records.saturating_sub(kept) * 4 <= records => {
+                if all_from_cache {
+                    let _ = sys::touch(&self.path());
+                    return Ok(None);
+                }
+                Some(sum)
+            }
+            _ => None,
+        };
+        let bytes = match extends {
+            Some(_) => {
+                let changed = modules().filter(|(_, p, _)| !p.in_full_cache);
+                cache::encode(module_dir, extends, changed, 64 << 10)
+            }
+            None => cache::encode(module_dir, None, modules(), self.last_len + (64 << 10)),
+        };
+        let Some(bytes) = bytes else {
             return Ok(None);
         };
         sys::create_dir_all(&self.dir, 0o755)?;
         let dir = DirFd::open(&self.dir)?;
-        let mut tmp = self.name.clone();
+        let mut tmp = match extends {
+            Some(_) => self.delta_name(),
+            None => self.name.clone(),
+        };
         tmp.extend_from_slice(super::write::temp_suffix().as_bytes());
         let written = dir
             .create_new(&tmp, 0o644)
@@ -273,15 +385,18 @@ impl CacheFile {
             let _ = dir.remove(&tmp);
             return Err(e);
         }
-        Ok(Some(tmp))
+        Ok(Some(Staged {
+            tmp,
+            delta: extends.is_some(),
+        }))
     }
 
     /// Puts what [`Self::stage`] wrote in the cache's place if `keep` (the
     /// indexes were written), or removes it. Best effort: a failure gets one
     /// warning and changes nothing else (the indexes are already written).
-    pub fn commit(&self, staged: sys::Result<Option<Vec<u8>>>, keep: bool, report: &Report) {
-        let tmp = match staged {
-            Ok(Some(tmp)) => tmp,
+    pub fn commit(&self, staged: sys::Result<Option<Staged>>, keep: bool, report: &Report) {
+        let Staged { tmp, delta } = match staged {
+            Ok(Some(staged)) => staged,
             Ok(None) => return,
             Err(e) => {
                 if keep {
@@ -296,9 +411,17 @@ impl CacheFile {
         };
         let renamed = DirFd::open(&self.dir).and_then(|dir| {
             if keep {
-                let r = dir.rename(&tmp, &self.name);
+                let target = if delta {
+                    self.delta_name()
+                } else {
+                    self.name.clone()
+                };
+                let r = dir.rename(&tmp, &target);
                 if r.is_err() {
                     let _ = dir.remove(&tmp);
+                } else if !delta {
+                    // The old delta was made for the old full file.
+                    let _ = dir.remove(&self.delta_name());
                 }
                 r
             } else {
@@ -316,4 +439,11 @@ impl CacheFile {
             Err(_) => {}
         }
     }
+}
+
+/// The delta's name or path beside a full cache file's (`.cache` → `.delta`).
+fn delta_of(full: &[u8]) -> Vec<u8> {
+    let mut p = full.strip_suffix(b".cache").unwrap_or(full).to_vec();
+    p.extend_from_slice(b".delta");
+    p
 }

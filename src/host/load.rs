@@ -126,6 +126,7 @@ fn load_or_defer(
                             id,
                             verified_ns: record.verified_ns,
                             content: record.content,
+                            in_full_cache: record.in_full,
                         };
                         return Some((data, Some(p), Source::Stat));
                     }
@@ -147,6 +148,7 @@ fn load_or_defer(
         id: meta.file_id(),
         verified_ns: c.run_start_ns,
         content: None,
+        in_full_cache: false,
     });
     let len = meta.size();
     if len < 6 {

@@ -349,6 +349,8 @@ fn run_with_context(
         verbose: opts.verbose > 0,
         kernel_symbols: symfile.is_some(),
     };
+    // Nothing read: the cache files hold every record of this run already.
+    let all_from_cache = counts[1] + counts[2] == 0;
     let symbols = resolve::symbol_table(&data, &kernel_syms, &ropts, &mut diags);
     let parts = direct_deps_on_all_cores(&data, &symbols, &ropts);
     let resolved = resolve::order(symbols, parts, &mut diags);
@@ -368,11 +370,14 @@ fn run_with_context(
     };
     let write = || write_outputs(&outputs, dir, outdir, opts.dry_run, report, &ctx);
     match &cache_file {
-        // The new cache is encoded and written beside the old one while the
-        // indexes are made and written; it takes the old one's place only if
-        // they were.
+        // The new cache file (a delta, or a full file) is encoded and written
+        // beside the old ones while the indexes are made and written; it takes
+        // the old one's place only if they were.
         Some(f) => {
-            let (staged, status) = sys::join(|| f.stage(dir, &paths, &provenance, &data), write);
+            let (staged, status) = sys::join(
+                || f.stage(dir, &paths, &provenance, &data, all_from_cache),
+                write,
+            );
             f.commit(staged, status == 0, report);
             status
         }

@@ -355,6 +355,16 @@ pub fn read_dir(path: &[u8]) -> Result<Vec<(Vec<u8>, Option<EntryType>)>> {
     Dir::open(path).map(Dir::entries)
 }
 
+/// Sets a file's times to now (`utimensat(2)`), as `touch` does.
+pub fn touch(path: &[u8]) -> Result<()> {
+    let c = c_path(path)?;
+    // SAFETY: `c` is NUL-terminated; a null `times` means "now" for both.
+    if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr().cast(), core::ptr::null(), 0) } != 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
 /// `unlink(2)`.
 pub fn remove_file(path: &[u8]) -> Result<()> {
     let c = c_path(path)?;
