@@ -440,6 +440,106 @@ impl DirFd {
     }
 }
 
+/// A directory of the module tree, opened for the walk: subdirectories are opened
+/// and entries `stat`ed relative to it (`openat`, `fstatat`), as kmod's walk does,
+/// so that the kernel resolves one name, not the whole path, each time; and it
+/// is listed by `getdents64` into the walk's one buffer.
+pub struct WalkDir(File);
+
+impl WalkDir {
+    /// Opens `path` (the walk's root).
+    pub fn open(path: &[u8]) -> Result<WalkDir> {
+        File::open_with(path, libc::O_RDONLY | libc::O_DIRECTORY, 0).map(WalkDir)
+    }
+
+    /// Opens the directory `name` in this one.
+    pub fn open_at(&self, name: &[u8]) -> Result<WalkDir> {
+        let c = c_path(name)?;
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY;
+        let fd = retry(|| {
+            // SAFETY: `self.0.0` is an open directory descriptor; `c` is
+            // NUL-terminated.
+            let fd = unsafe { libc::openat((self.0).0, c.as_ptr().cast(), flags) };
+            fd as isize
+        })?;
+        Ok(WalkDir(File(fd as c_int)))
+    }
+
+    /// `fstat(2)` of this directory.
+    pub fn metadata(&self) -> Result<Metadata> {
+        self.0.metadata()
+    }
+
+    /// `fstatat(2)` of `name` in this directory, following symlinks.
+    pub fn metadata_at(&self, name: &[u8]) -> Result<Metadata> {
+        let c = c_path(name)?;
+        let mut st = MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: `self.0.0` is an open directory descriptor, `c` is
+        // NUL-terminated and `st` is writable storage for one `stat`.
+        if unsafe { libc::fstatat((self.0).0, c.as_ptr().cast(), st.as_mut_ptr(), 0) } != 0 {
+            return Err(Errno::last());
+        }
+        // SAFETY: `fstatat` succeeded, so it filled `st` in.
+        Ok(Metadata(unsafe { st.assume_init() }))
+    }
+
+    /// The entries (without `.` and `..`), in the order the file system gives
+    /// them, each with its type when the file system tells it. `buf` is scratch
+    /// space, reused from one directory to the next.
+    pub fn entries(&self, buf: &mut Vec<u8>) -> Result<Vec<(Vec<u8>, Option<EntryType>)>> {
+        if buf.is_empty() {
+            buf.resize(32 << 10, 0);
+        }
+        let mut entries = Vec::new();
+        loop {
+            let n = retry(|| {
+                // SAFETY: `self.0.0` is an open directory descriptor and `buf` is
+                // writable for `buf.len()` bytes.
+                let n = unsafe {
+                    libc::syscall(
+                        libc::SYS_getdents64,
+                        (self.0).0,
+                        buf.as_mut_ptr(),
+                        buf.len(),
+                    )
+                };
+                n as isize
+            })?;
+            if n == 0 {
+                return Ok(entries);
+            }
+            parse_dirents(buf.get(..n).unwrap_or_default(), &mut entries);
+        }
+    }
+}
+
+/// The records `getdents64` wrote (`struct linux_dirent64`: inode u64, offset
+/// i64, record length u16, type u8, NUL-terminated name), checked as they are
+/// read: a record that does not fit ends the batch.
+fn parse_dirents(mut batch: &[u8], entries: &mut Vec<(Vec<u8>, Option<EntryType>)>) {
+    const TYPE: usize = 18;
+    while let Some(&[a, b]) = batch.get(16..18) {
+        let reclen = usize::from(u16::from_ne_bytes([a, b]));
+        let (Some(rec), Some(rest)) = (batch.get(..reclen), batch.get(reclen..)) else {
+            return;
+        };
+        let (Some(&d_type), Some(raw)) = (rec.get(TYPE), rec.get(TYPE + 1..)) else {
+            return;
+        };
+        batch = rest;
+        let name = raw.split(|&b| b == 0).next().unwrap_or_default();
+        if name == b"." || name == b".." || name.is_empty() {
+            continue;
+        }
+        let kind = match d_type {
+            libc::DT_REG => Some(EntryType::File),
+            libc::DT_DIR => Some(EntryType::Dir),
+            _ => None,
+        };
+        entries.push((name.to_vec(), kind));
+    }
+}
+
 fn mkdir(path: &[u8], mode: libc::mode_t) -> Result<()> {
     let c = c_path(path)?;
     // SAFETY: `c` is NUL-terminated.
@@ -914,6 +1014,32 @@ mod tests {
             Err(Errno(libc::ENOTDIR))
         );
         std::fs::remove_dir_all(std::str::from_utf8(&base).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn walk_dir_lists_what_readdir_lists() {
+        let mut buf = Vec::new();
+        for dir in [&b"/"[..], b"/usr/lib", b"/proc/self"] {
+            let mut by_readdir = read_dir(dir).unwrap();
+            let mut by_getdents = WalkDir::open(dir).unwrap().entries(&mut buf).unwrap();
+            by_readdir.sort_by(|a, b| a.0.cmp(&b.0));
+            by_getdents.sort_by(|a, b| a.0.cmp(&b.0));
+            assert!(by_readdir.len() > 3);
+            assert_eq!(by_getdents, by_readdir);
+        }
+        // A small buffer: listed in several batches.
+        let mut small = alloc::vec![0u8; 512];
+        let root = WalkDir::open(b"/usr/lib").unwrap();
+        let sub = root.open_at(b"..").unwrap().metadata().unwrap().id();
+        assert_eq!(sub, metadata(b"/usr").unwrap().id());
+        let mut whole = read_dir(b"/usr/lib").unwrap();
+        whole.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut listed = WalkDir::open(b"/usr/lib")
+            .unwrap()
+            .entries(&mut small)
+            .unwrap();
+        listed.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(listed, whole);
     }
 
     #[test]

@@ -119,6 +119,8 @@ pub fn is_module_name(name: &[u8]) -> bool {
 }
 
 const PATH_MAX: usize = 4096;
+/// Directories [`scan_tree`] keeps open at once, at most.
+const OPEN_LEVELS: usize = 64;
 const NAME_MAX: usize = 255;
 
 /// One directory's entries, sorted by name, with their `d_type` when known.
@@ -143,29 +145,36 @@ pub fn scan_tree(
     excludes: &[Vec<u8>],
     report: &Report,
 ) -> sys::Result<()> {
-    let dir = sys::read_dir(root).inspect_err(|&e| {
-        report.log_bytes(
-            super::report::Level::Error,
-            &[
-                b"could not open directory ",
-                root,
-                b": ",
-                io_error(e).as_bytes(),
-            ],
-        );
-    })?;
+    let mut buf = Vec::new();
+    let dir = sys::WalkDir::open(root)
+        .and_then(|d| Ok((d.entries(&mut buf)?, d)))
+        .inspect_err(|&e| {
+            report.log_bytes(
+                super::report::Level::Error,
+                &[
+                    b"could not open directory ",
+                    root,
+                    b": ",
+                    io_error(e).as_bytes(),
+                ],
+            );
+        })?;
+    let (listing, dir) = dir;
     let mut ancestors = Vec::new();
-    if let Ok(m) = sys::metadata(root) {
+    if let Ok(m) = dir.metadata() {
         ancestors.push(m.id());
     }
     let mut path = root.to_vec();
     path.push(b'/');
     // Explicit stack of open directories: no recursion, whatever the depth.
-    let mut stack: Vec<(Listing, usize)> = vec![(sorted_listing(dir), path.len())];
+    // Each with its directory open, up to OPEN_LEVELS deep (deeper ones are
+    // opened and `stat`ed by path: a deep tree must not run out of descriptors).
+    let mut stack: Vec<(Listing, usize, Option<sys::WalkDir>)> =
+        vec![(sorted_listing(listing), path.len(), Some(dir))];
     // File descriptor numbers in kmod's messages: its first directory is fd 3.
     loop {
         let fd = 2 + stack.len();
-        let Some((iter, base)) = stack.last_mut() else {
+        let Some((iter, base, dir)) = stack.last_mut() else {
             break;
         };
         let base = *base;
@@ -190,7 +199,10 @@ pub fn scan_tree(
         let (is_dir, meta) = match ft {
             Some(EntryType::File) => (false, None),
             Some(EntryType::Dir) => (true, None),
-            None => match sys::metadata(&path) {
+            None => match dir
+                .as_ref()
+                .map_or_else(|| sys::metadata(&path), |d| d.metadata_at(name))
+            {
                 Err(e) => {
                     report.log_bytes(
                         super::report::Level::Error,
@@ -235,26 +247,40 @@ pub fn scan_tree(
             );
             continue;
         }
-        let id = match meta.or_else(|| sys::metadata(&path).ok()) {
-            Some(m) => m.id(),
-            None => (0, 0),
+        // Opened first, then its identity taken from the open directory
+        // (`fstat`): one lookup of the name, not two.
+        let opened = match dir {
+            Some(d) => d.open_at(name),
+            None => sys::WalkDir::open(&path),
         };
-        if ancestors.contains(&id) {
-            report.log_bytes(
-                super::report::Level::Error,
-                &[
-                    b"directory loop: ",
-                    &path,
-                    b" is one of its own parents; not descending into it",
-                ],
-            );
-            continue;
-        }
-        match sys::read_dir(&path) {
-            Ok(sub) => {
+        let opened = opened.map(|sub| {
+            let id = match meta {
+                Some(m) => m.id(),
+                None => sub.metadata().map_or((0, 0), |m| m.id()),
+            };
+            (sub, id)
+        });
+        let opened = match opened {
+            Ok((_, id)) if ancestors.contains(&id) => {
+                report.log_bytes(
+                    super::report::Level::Error,
+                    &[
+                        b"directory loop: ",
+                        &path,
+                        b" is one of its own parents; not descending into it",
+                    ],
+                );
+                continue;
+            }
+            Ok((sub, id)) => sub.entries(&mut buf).map(|listing| (sub, id, listing)),
+            Err(e) => Err(e),
+        };
+        match opened {
+            Ok((sub, id, listing)) => {
                 path.push(b'/');
                 ancestors.push(id);
-                stack.push((sorted_listing(sub), path.len()));
+                let keep = stack.len() < OPEN_LEVELS;
+                stack.push((sorted_listing(listing), path.len(), keep.then_some(sub)));
             }
             Err(e) => {
                 report.log_bytes(
