@@ -71,6 +71,8 @@ mod heap {
     use core::ptr;
     use core::sync::atomic::{AtomicBool, Ordering};
 
+    use dlmalloc::Allocator;
+
     /// Anonymous private mappings, for dlmalloc's segments and large chunks.
     pub struct Pages;
 
@@ -174,12 +176,16 @@ mod heap {
                 .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_err()
             {
-                if spins < SPINS {
-                    spins += 1;
-                    core::hint::spin_loop();
-                } else {
-                    // SAFETY: `sched_yield` has no preconditions.
-                    unsafe { libc::sched_yield() };
+                // Wait for it to look free before trying again: a read keeps the
+                // line shared, where a failed exchange takes it from the holder.
+                while self.locked.load(Ordering::Relaxed) {
+                    if spins < SPINS {
+                        spins += 1;
+                        core::hint::spin_loop();
+                    } else {
+                        // SAFETY: `sched_yield` has no preconditions.
+                        unsafe { libc::sched_yield() };
+                    }
                 }
             }
             // SAFETY: holding `locked` (acquired above, released below with
@@ -192,20 +198,73 @@ mod heap {
         }
     }
 
+    /// Blocks this large (and page-aligned at most) are mappings of their own,
+    /// made, moved and unmapped without the lock: dlmalloc maps them too, but
+    /// under the lock, so a worker that freed a module's multi-megabyte buffer
+    /// (an `munmap` that returns every page) or grew an index being built (a
+    /// copy) held up the other worker's every small allocation, and in the
+    /// static binary waiting for the lock (`sched_yield`) took 12% of the CPU
+    /// time of a run on the Debian tree.
+    const DIRECT: usize = 256 << 10;
+
+    fn is_direct(size: usize, align: usize) -> bool {
+        size >= DIRECT && align <= 4096
+    }
+
+    fn pages(size: usize) -> usize {
+        size.next_multiple_of(4096)
+    }
+
     // SAFETY: dlmalloc returns blocks of the requested size and alignment, or null,
     // and frees or resizes only blocks it returned, as `GlobalAlloc` requires.
+    // Direct blocks are whole page-aligned mappings of `pages(size)` bytes
+    // (zeroed, as `alloc_zeroed` needs); which kind a block is follows from the
+    // size of the layout it is used with, the same one it was allocated with
+    // (`realloc`'s new size included), as `GlobalAlloc` requires.
     unsafe impl GlobalAlloc for Heap {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            if is_direct(layout.size(), layout.align()) {
+                return Pages.alloc(pages(layout.size())).0;
+            }
             self.with(|dl| dl.malloc(layout.size(), layout.align()))
         }
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            if is_direct(layout.size(), layout.align()) {
+                return Pages.alloc(pages(layout.size())).0;
+            }
             self.with(|dl| dl.calloc(layout.size(), layout.align()))
         }
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            if is_direct(layout.size(), layout.align()) {
+                Pages.free(ptr, pages(layout.size()));
+                return;
+            }
             self.with(|dl| dl.free(ptr, layout.size(), layout.align()))
         }
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            self.with(|dl| dl.realloc(ptr, layout.size(), layout.align(), new_size))
+            let (old, align) = (layout.size(), layout.align());
+            match (is_direct(old, align), is_direct(new_size, align)) {
+                (false, false) => self.with(|dl| dl.realloc(ptr, old, align, new_size)),
+                (true, true) => Pages.remap(ptr, pages(old), pages(new_size), true),
+                _ => {
+                    // One kind to the other: a new block, the bytes both hold
+                    // copied, the old one freed.
+                    // SAFETY: `align` is a power of two (it came in a layout) and
+                    // `new_size` is not zero (`realloc`'s contract).
+                    let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, align) };
+                    // SAFETY: `new_layout` has a non-zero size.
+                    let new = unsafe { self.alloc(new_layout) };
+                    if !new.is_null() {
+                        // SAFETY: `ptr` holds `old` bytes and `new` holds
+                        // `new_size`; they are distinct blocks.
+                        unsafe {
+                            ptr::copy_nonoverlapping(ptr, new, old.min(new_size));
+                            self.dealloc(ptr, layout);
+                        }
+                    }
+                    new
+                }
+            }
         }
     }
 
@@ -255,6 +314,49 @@ mod heap {
                 s.spawn(|| work(0x5a));
                 work(0xa5);
             });
+        }
+
+        /// A block that grows past [`DIRECT`] and shrinks back below it moves
+        /// between dlmalloc and a mapping of its own, keeping its bytes.
+        #[test]
+        fn blocks_cross_the_direct_size_both_ways() {
+            static HEAP: Heap = Heap::new();
+            let sizes = [
+                1000usize,
+                DIRECT - 1,
+                DIRECT,
+                5 * DIRECT + 7,
+                DIRECT + 1,
+                64,
+                1,
+            ];
+            let mut layout = Layout::from_size_align(sizes[0], 8).unwrap();
+            // SAFETY: a non-zero size.
+            let mut p = unsafe { HEAP.alloc_zeroed(layout) };
+            assert!(!p.is_null());
+            // SAFETY: `p` holds `layout.size()` zeroed bytes.
+            assert!(unsafe { core::slice::from_raw_parts(p, layout.size()) }
+                .iter()
+                .all(|&b| b == 0));
+            for (i, &size) in sizes.iter().enumerate().skip(1) {
+                // SAFETY: `p` holds `layout.size()` bytes.
+                unsafe { p.write_bytes(i as u8, layout.size()) };
+                // SAFETY: `p` came from `HEAP` with `layout`; `size` is not zero.
+                let q = unsafe { HEAP.realloc(p, layout, size) };
+                assert!(!q.is_null());
+                let kept = layout.size().min(size);
+                // SAFETY: `q` holds `size >= kept` bytes.
+                let bytes = unsafe { core::slice::from_raw_parts(q, kept) };
+                assert!(
+                    bytes.iter().all(|&b| b == i as u8),
+                    "{} -> {size}",
+                    layout.size()
+                );
+                p = q;
+                layout = Layout::from_size_align(size, 8).unwrap();
+            }
+            // SAFETY: `p` came from `HEAP` with `layout`.
+            unsafe { HEAP.dealloc(p, layout) };
         }
     }
 }
@@ -642,6 +744,44 @@ mod no_std_rt {
             }
         }
         dst
+    }
+
+    /// `memcmp` for the static x86_64 binaries, in place of musl's (the link
+    /// passes `--wrap=memcmp`; musl's `bcmp` calls `memcmp`, so it comes here
+    /// too). musl's compares a byte at a time; every slice comparison of ours
+    /// (module paths sharing long prefixes in sorts and maps, symbol names in
+    /// the symbol table) goes through it. Here eight bytes at a time, the first
+    /// differing word ordered by its bytes in memory order.
+    #[cfg(all(target_arch = "x86_64", target_env = "musl"))]
+    #[no_mangle]
+    unsafe extern "C" fn __wrap_memcmp(a: *const u8, b: *const u8, n: usize) -> c_int {
+        let mut i = 0;
+        // SAFETY: `memcmp`'s contract: `a` and `b` are readable for `n` bytes;
+        // every load here lies below `n` (`i + 8 <= n` for words).
+        unsafe {
+            while i + 8 <= n {
+                let x = a.add(i).cast::<u64>().read_unaligned();
+                let y = b.add(i).cast::<u64>().read_unaligned();
+                if x != y {
+                    // Little-endian: the byte first in memory is the lowest;
+                    // swapped, it is the most significant.
+                    return if x.swap_bytes() < y.swap_bytes() {
+                        -1
+                    } else {
+                        1
+                    };
+                }
+                i += 8;
+            }
+            while i < n {
+                let (x, y) = (*a.add(i), *b.add(i));
+                if x != y {
+                    return c_int::from(x) - c_int::from(y);
+                }
+                i += 1;
+            }
+        }
+        0
     }
 
     /// The C library's `malloc`, for builds without dlmalloc.

@@ -237,9 +237,11 @@ pub fn build(root: &Path, b: Build) -> Result<PathBuf, String> {
         );
     }
     if matches!(b.arch, Arch::X86_64) {
-        // Our `memcpy` for short copies in front of musl's (src/main.rs,
-        // `__wrap_memcpy`).
+        // Our `memcpy` for short copies in front of musl's, and our `memcmp`
+        // in place of its byte loop (src/main.rs, `__wrap_memcpy`,
+        // `__wrap_memcmp`).
         rustflags.push("-Clink-arg=--wrap=memcpy".into());
+        rustflags.push("-Clink-arg=--wrap=memcmp".into());
     }
     if matches!(b.arch, Arch::Riscv64 | Arch::S390x) {
         // Static by default on the other musl targets, not on these two.
