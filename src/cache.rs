@@ -38,6 +38,7 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use crate::byteindex::ByteIndex;
 use crate::digest::{checksum, Digest};
 use crate::scan::ModuleData;
 use crate::wire::{Reader, Writer};
@@ -128,7 +129,8 @@ impl Record<'_> {
 #[derive(Debug, Default)]
 pub struct Cache<'a> {
     records: Vec<Record<'a>>,
-    by_path: BTreeMap<&'a [u8], usize>,
+    /// Positions in `records`, by path.
+    by_path: ByteIndex,
     by_content: BTreeMap<Digest, usize>,
     /// `None` for a full file; for a delta, the checksum of its full file.
     extends: Option<u64>,
@@ -200,11 +202,13 @@ impl<'a> Cache<'a> {
         }
         for r in &delta.records {
             let i = self.records.len();
-            self.by_path.insert(r.path, i);
+            self.records.push(*r);
+            let records = &self.records;
+            self.by_path
+                .insert(r.path, i as u32, |p| path_at(records, p));
             if let Some(d) = r.content {
                 self.by_content.insert(d, i);
             }
-            self.records.push(*r);
         }
         true
     }
@@ -226,6 +230,7 @@ impl<'a> Cache<'a> {
         let in_full = self.extends.is_none();
         let cache = self;
         cache.records.reserve_exact(n);
+        cache.by_path = ByteIndex::with_capacity(n);
         for i in 0..n {
             let path = r.bytes()?;
             let id = FileId {
@@ -244,7 +249,6 @@ impl<'a> Cache<'a> {
                 _ => return None,
             };
             let record = r.bytes()?;
-            cache.by_path.insert(path, i);
             if let Some(d) = content {
                 cache.by_content.insert(d, i);
             }
@@ -256,13 +260,19 @@ impl<'a> Cache<'a> {
                 in_full,
                 record,
             });
+            let records = &cache.records;
+            cache
+                .by_path
+                .insert(path, i as u32, |p| path_at(records, p));
         }
         r.is_empty().then_some(())
     }
 
     /// The record of module `path`, if any.
     pub fn by_path(&self, path: &[u8]) -> Option<&Record<'a>> {
-        self.records.get(*self.by_path.get(path)?)
+        let records = &self.records;
+        let i = self.by_path.get(path, |p| path_at(records, p))?;
+        self.records.get(i as usize)
     }
 
     /// A record of a compressed module with exactly these bytes, if any (a tree
@@ -285,6 +295,11 @@ impl<'a> Cache<'a> {
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
     }
+}
+
+/// The path of record `p` (the key [`Cache::by_path`] looks up).
+fn path_at<'a>(records: &[Record<'a>], p: u32) -> &'a [u8] {
+    records.get(p as usize).map_or(&[][..], |r| r.path)
 }
 
 /// How one module of this run came to be known, for the next cache.

@@ -48,6 +48,7 @@ extern crate std;
 
 pub mod alias;
 pub mod builtin;
+pub mod byteindex;
 pub mod cache;
 pub mod config;
 pub mod decompress;

@@ -1,9 +1,9 @@
 //! The set of modules: which file wins for each module name (compat §2.4), and the
 //! final module order — kmod's hash-table order, then `modules.order` (compat §5).
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use crate::byteindex::ByteIndex;
 use crate::config::{Config, Search};
 use crate::diag::Diag;
 use crate::hash;
@@ -58,8 +58,10 @@ pub enum AddError {
 pub struct ModuleSet<'c> {
     dir: Vec<u8>,
     cfg: &'c Config,
-    /// Modules by name.
-    modules: BTreeMap<Vec<u8>, Module>,
+    /// The modules, one per name, in no particular order.
+    modules: Vec<Module>,
+    /// Their positions, by name.
+    by_name: ByteIndex,
 }
 
 impl<'c> ModuleSet<'c> {
@@ -68,8 +70,29 @@ impl<'c> ModuleSet<'c> {
         ModuleSet {
             dir: dir.to_vec(),
             cfg,
-            modules: BTreeMap::new(),
+            modules: Vec::new(),
+            by_name: ByteIndex::with_capacity(4096),
         }
+    }
+
+    /// Where the module named `name` is in `modules`.
+    // `by_name` holds positions of `modules` only.
+    #[allow(clippy::indexing_slicing)]
+    fn position(&self, name: &[u8]) -> Option<usize> {
+        let modules = &self.modules;
+        let at = |p: u32| modules[p as usize].name.as_slice();
+        self.by_name.get(name, at).map(|p| p as usize)
+    }
+
+    /// Adds a module of a name not yet in the set.
+    // `by_name` holds positions of `modules` only.
+    #[allow(clippy::indexing_slicing)]
+    fn add(&mut self, module: Module) {
+        let pos = self.modules.len() as u32;
+        let modules = &self.modules;
+        self.by_name
+            .insert(&module.name, pos, |p| modules[p as usize].name.as_slice());
+        self.modules.push(module);
     }
 
     /// The module directory.
@@ -93,14 +116,16 @@ impl<'c> ModuleSet<'c> {
             rel_start: self.relative(path),
             name,
         };
-        match self.modules.get(&module.name) {
-            None => {
-                self.modules.insert(module.name.clone(), module);
-                Offer::Added
-            }
+        let Some(i) = self.position(&module.name) else {
+            self.add(module);
+            return Offer::Added;
+        };
+        match self.modules.get(i) {
             Some(old) if self.old_wins(&old.path, path) => Offer::Ignored,
-            Some(_) => {
-                self.modules.insert(module.name.clone(), module);
+            _ => {
+                if let Some(old) = self.modules.get_mut(i) {
+                    *old = module;
+                }
                 Offer::Replaced
             }
         }
@@ -112,7 +137,7 @@ impl<'c> ModuleSet<'c> {
         let Some(name) = names::modname(path) else {
             return Err(AddError::BadName);
         };
-        if let Some(old) = self.modules.get(&name) {
+        if let Some(old) = self.position(&name).and_then(|i| self.modules.get(i)) {
             return Err(if old.path == path {
                 AddError::SamePath(name)
             } else {
@@ -124,7 +149,7 @@ impl<'c> ModuleSet<'c> {
             rel_start: self.relative(path),
             name: name.clone(),
         };
-        self.modules.insert(name, module);
+        self.add(module);
         Ok(())
     }
 
@@ -194,7 +219,7 @@ impl<'c> ModuleSet<'c> {
         // Names are unique, so the sort below fixes the order whatever the input order.
         let mut keyed: Vec<(u32, Module)> = self
             .modules
-            .into_values()
+            .into_iter()
             .map(|m| (hash::bucket(&m.name, hash::MODULE_BUCKETS), m))
             .collect();
         keyed.sort_unstable_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
@@ -234,10 +259,20 @@ fn apply_order(modules: &mut Vec<Module>, text: &[u8], diags: &mut Vec<Diag>) {
             return;
         }
     }
-    let mut by_unc: BTreeMap<&[u8], usize> = BTreeMap::new();
-    for (i, m) in modules.iter().enumerate() {
-        if m.rel_start.is_some() {
-            by_unc.insert(names::uncompressed_relpath(m.out_path()), i);
+    // Each module's path relative to the directory, without a compression
+    // suffix (`None`: not below it), and their positions by it.
+    let unc: Vec<Option<&[u8]>> = modules
+        .iter()
+        .map(|m| {
+            m.rel_start
+                .map(|_| names::uncompressed_relpath(m.out_path()))
+        })
+        .collect();
+    let unc_at = |p: u32| unc.get(p as usize).copied().flatten().unwrap_or_default();
+    let mut by_unc = ByteIndex::with_capacity(modules.len());
+    for (i, u) in unc.iter().enumerate() {
+        if let Some(u) = u {
+            by_unc.insert(u, i as u32, unc_at);
         }
     }
     let mut key = alloc::vec![usize::MAX; modules.len()];
@@ -247,7 +282,10 @@ fn apply_order(modules: &mut Vec<Module>, text: &[u8], diags: &mut Vec<Diag>) {
             continue;
         };
         // `by_unc` holds indices of `modules`, and `key` has one slot per module.
-        if let Some(k) = by_unc.get(line).and_then(|&i| key.get_mut(i)) {
+        if let Some(k) = by_unc
+            .get(line, unc_at)
+            .and_then(|i| key.get_mut(i as usize))
+        {
             if *k == usize::MAX {
                 *k = next;
                 next += 1;
