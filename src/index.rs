@@ -105,14 +105,12 @@ fn node_flags(prefix: bool, children: bool, values: bool) -> u32 {
     f
 }
 
-/// An insertion being laid out.
+/// An insertion being laid out: its key, and its place in insertion order (in
+/// `Trie::items`, for its value and priority). Small, as the sort moves these.
 #[derive(Clone, Copy)]
 struct Keyed<'a> {
     key: &'a [u8],
-    value: &'a [u8],
-    priority: u32,
-    /// Its place in insertion order.
-    seq: usize,
+    item: u32,
 }
 
 /// Orders `items` by their key's byte at `at`, a key ending before it first
@@ -288,9 +286,7 @@ impl Trie {
             .enumerate()
             .map(|(seq, it)| Keyed {
                 key: self.key_of(it),
-                value: self.value_of(it),
-                priority: it.priority,
-                seq,
+                item: seq as u32,
             })
             .collect();
         let start = out.len();
@@ -333,7 +329,8 @@ impl Trie {
             // first of equal or higher priority).
             let ending = range.iter().take_while(|k| k.key.len() == end).count();
             let (values, rest) = range.split_at_mut(ending.min(hi - lo));
-            values.sort_unstable_by(|a, b| a.priority.cmp(&b.priority).then(b.seq.cmp(&a.seq)));
+            let priority = |k: &Keyed<'_>| self.item(k.item as usize).priority;
+            values.sort_unstable_by(|a, b| priority(a).cmp(&priority(b)).then(b.item.cmp(&a.item)));
             // The rest, grouped by their byte at `end`: a child each.
             children.clear();
             let mut i = 0;
@@ -369,8 +366,9 @@ impl Trie {
             if !values.is_empty() {
                 out.extend_from_slice(&(values.len() as u32).to_be_bytes());
                 for v in values.iter() {
-                    out.extend_from_slice(&v.priority.to_be_bytes());
-                    out.extend_from_slice(v.value);
+                    let it = self.item(v.item as usize);
+                    out.extend_from_slice(&it.priority.to_be_bytes());
+                    out.extend_from_slice(self.value_of(&it));
                     out.push(0);
                 }
             }

@@ -137,11 +137,39 @@ impl<'a> SymbolTable<'a> {
     /// Module-provided symbols in kmod's table order (2048 buckets, names ascending
     /// within a bucket): the order of `modules.symbols`.
     pub fn in_kmod_order(&self) -> Vec<&Symbol<'a>> {
-        let mut v: Vec<&Symbol<'a>> = self.entries.iter().filter(|s| s.owner != KERNEL).collect();
-        v.sort_unstable_by(|a, b| {
-            (a.hash & (hash::SYMBOL_BUCKETS - 1), a.name)
-                .cmp(&(b.hash & (hash::SYMBOL_BUCKETS - 1), b.name))
-        });
+        // Placed by bucket (a counting sort), then each bucket's few sorted by
+        // name.
+        let buckets = hash::SYMBOL_BUCKETS as usize;
+        let bucket = |s: &Symbol<'_>| (s.hash & (hash::SYMBOL_BUCKETS - 1)) as usize;
+        let modules = || self.entries.iter().filter(|s| s.owner != KERNEL);
+        let mut start = alloc::vec![0usize; buckets + 1];
+        for s in modules() {
+            if let Some(c) = start.get_mut(bucket(s) + 1) {
+                *c += 1;
+            }
+        }
+        let mut sum = 0;
+        for c in start.iter_mut() {
+            sum += *c;
+            *c = sum;
+        }
+        let mut placed: Vec<Option<&Symbol<'a>>> =
+            alloc::vec![None; start.last().copied().unwrap_or(0)];
+        let mut next = start.clone();
+        for s in modules() {
+            if let Some(n) = next.get_mut(bucket(s)) {
+                if let Some(slot) = placed.get_mut(*n) {
+                    *slot = Some(s);
+                }
+                *n += 1;
+            }
+        }
+        let mut v: Vec<&Symbol<'a>> = placed.into_iter().flatten().collect();
+        for (&a, &b) in start.iter().zip(start.iter().skip(1)) {
+            if let Some(run) = v.get_mut(a..b) {
+                run.sort_unstable_by(|a, b| a.name.cmp(b.name));
+            }
+        }
         v
     }
 }
