@@ -201,16 +201,21 @@ impl<'a> Cache<'a> {
             return false;
         }
         for r in &delta.records {
-            let i = self.records.len();
-            self.records.push(*r);
-            let records = &self.records;
-            self.by_path
-                .insert(r.path, i as u32, |p| path_at(records, p));
-            if let Some(d) = r.content {
-                self.by_content.insert(d, i);
-            }
+            self.add(*r);
         }
         true
+    }
+
+    /// Enters a record, in the place of one of the same path or content.
+    fn add(&mut self, r: Record<'a>) {
+        let i = self.records.len();
+        self.records.push(r);
+        let records = &self.records;
+        self.by_path
+            .insert(r.path, i as u32, |p| path_at(records, p));
+        if let Some(d) = r.content {
+            self.by_content.insert(d, i);
+        }
     }
 
     /// For a delta, the checksum of the full file it adds to; `None` for a full
@@ -231,7 +236,7 @@ impl<'a> Cache<'a> {
         let cache = self;
         cache.records.reserve_exact(n);
         cache.by_path = ByteIndex::with_capacity(n);
-        for i in 0..n {
+        for _ in 0..n {
             let path = r.bytes()?;
             let id = FileId {
                 dev: r.u64()?,
@@ -249,10 +254,7 @@ impl<'a> Cache<'a> {
                 _ => return None,
             };
             let record = r.bytes()?;
-            if let Some(d) = content {
-                cache.by_content.insert(d, i);
-            }
-            cache.records.push(Record {
+            cache.add(Record {
                 path,
                 id,
                 verified_ns,
@@ -260,10 +262,6 @@ impl<'a> Cache<'a> {
                 in_full,
                 record,
             });
-            let records = &cache.records;
-            cache
-                .by_path
-                .insert(path, i as u32, |p| path_at(records, p));
         }
         r.is_empty().then_some(())
     }

@@ -277,6 +277,17 @@ pub enum EntryType {
     Dir,
 }
 
+impl EntryType {
+    /// The type a directory entry's `d_type` tells (`None`: ask `stat`).
+    fn of(d_type: u8) -> Option<EntryType> {
+        match d_type {
+            libc::DT_REG => Some(EntryType::File),
+            libc::DT_DIR => Some(EntryType::Dir),
+            _ => None,
+        }
+    }
+}
+
 /// An open directory stream, closed on drop.
 struct Dir(*mut libc::DIR);
 
@@ -331,12 +342,7 @@ impl Dir {
             if name == b"." || name == b".." {
                 continue;
             }
-            let kind = match d_type {
-                libc::DT_REG => Some(EntryType::File),
-                libc::DT_DIR => Some(EntryType::Dir),
-                _ => None,
-            };
-            entries.push((name.to_vec(), kind));
+            entries.push((name.to_vec(), EntryType::of(d_type)));
         }
         entries
     }
@@ -380,6 +386,19 @@ pub fn open_dir(path: &[u8]) -> Result<()> {
     Dir::open(path).map(drop)
 }
 
+/// `openat(2)` of `name` in the directory open at `dir`.
+fn open_at(dir: &File, name: &[u8], flags: c_int, mode: libc::mode_t) -> Result<File> {
+    let c = c_path(name)?;
+    let fd = retry(|| {
+        // SAFETY: `dir.0` is an open directory descriptor and `c` is
+        // NUL-terminated; `openat` takes the mode argument with O_CREAT and
+        // ignores it otherwise.
+        let fd = unsafe { libc::openat(dir.0, c.as_ptr().cast(), flags, mode) };
+        fd as isize
+    })?;
+    Ok(File(fd as c_int))
+}
+
 /// A directory opened once, so that files are created, renamed and removed relative
 /// to it (`openat`, `renameat`, `unlinkat`) as kmod does: a run keeps writing into
 /// the same directory even if its path changes meanwhile, and the path is resolved
@@ -395,15 +414,8 @@ impl DirFd {
 
     /// Creates the new file `name` in this directory for writing (`O_EXCL`).
     pub fn create_new(&self, name: &[u8], mode: libc::mode_t) -> Result<File> {
-        let c = c_path(name)?;
         let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
-        let fd = retry(|| {
-            // SAFETY: `self.0.0` is an open directory descriptor and `c` is
-            // NUL-terminated; with O_CREAT `openat` takes the mode argument.
-            let fd = unsafe { libc::openat((self.0).0, c.as_ptr().cast(), flags, mode) };
-            fd as isize
-        })?;
-        Ok(File(fd as c_int))
+        open_at(&self.0, name, flags, mode)
     }
 
     /// `renameat(2)` of `from` over `to`, both in this directory.
@@ -454,15 +466,7 @@ impl WalkDir {
 
     /// Opens the directory `name` in this one.
     pub fn open_at(&self, name: &[u8]) -> Result<WalkDir> {
-        let c = c_path(name)?;
-        let flags = libc::O_RDONLY | libc::O_DIRECTORY;
-        let fd = retry(|| {
-            // SAFETY: `self.0.0` is an open directory descriptor; `c` is
-            // NUL-terminated.
-            let fd = unsafe { libc::openat((self.0).0, c.as_ptr().cast(), flags) };
-            fd as isize
-        })?;
-        Ok(WalkDir(File(fd as c_int)))
+        open_at(&self.0, name, libc::O_RDONLY | libc::O_DIRECTORY, 0).map(WalkDir)
     }
 
     /// `fstat(2)` of this directory.
@@ -531,12 +535,7 @@ fn parse_dirents(mut batch: &[u8], entries: &mut Vec<(Vec<u8>, Option<EntryType>
         if name == b"." || name == b".." || name.is_empty() {
             continue;
         }
-        let kind = match d_type {
-            libc::DT_REG => Some(EntryType::File),
-            libc::DT_DIR => Some(EntryType::Dir),
-            _ => None,
-        };
-        entries.push((name.to_vec(), kind));
+        entries.push((name.to_vec(), EntryType::of(d_type)));
     }
 }
 
