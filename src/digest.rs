@@ -121,49 +121,151 @@ fn xxh_merge(acc: u64, lane: u64) -> u64 {
 /// of a damaged cache being taken. Telling one module file from another is the
 /// fingerprint's job ([`digest`]), not this.
 pub fn checksum(bytes: &[u8]) -> u64 {
-    let len = bytes.len() as u64;
-    let mut stripes = bytes.chunks_exact(32);
-    let mut h = if bytes.len() >= 32 {
-        let mut v = [P1.wrapping_add(P2), P2, 0, 0u64.wrapping_sub(P1)];
-        for stripe in &mut stripes {
-            for (lane, word) in v.iter_mut().zip(stripe.chunks_exact(8)) {
-                *lane = xxh_round(*lane, le64(word));
+    let mut h = Xxh64::new(0);
+    h.update(bytes);
+    h.finish()
+}
+
+/// XXH64, fed in pieces (the reference's streaming form; equal to one call on
+/// all the bytes whatever the pieces).
+#[derive(Clone)]
+pub struct Xxh64 {
+    seed: u64,
+    lanes: [u64; 4],
+    /// Bytes of an unfinished 32-byte stripe.
+    tail: [u8; 32],
+    tail_len: usize,
+    total: u64,
+}
+
+impl Xxh64 {
+    /// A hash of nothing yet, with `seed`.
+    pub fn new(seed: u64) -> Xxh64 {
+        Xxh64 {
+            seed,
+            lanes: [
+                seed.wrapping_add(P1).wrapping_add(P2),
+                seed.wrapping_add(P2),
+                seed,
+                seed.wrapping_sub(P1),
+            ],
+            tail: [0; 32],
+            tail_len: 0,
+            total: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn stripe(lanes: &mut [u64; 4], stripe: &[u8]) {
+        for (lane, word) in lanes.iter_mut().zip(stripe.chunks_exact(8)) {
+            *lane = xxh_round(*lane, le64(word));
+        }
+    }
+
+    /// Adds `bytes`.
+    pub fn update(&mut self, mut bytes: &[u8]) {
+        self.total = self.total.wrapping_add(bytes.len() as u64);
+        if self.tail_len > 0 {
+            let n = (32 - self.tail_len).min(bytes.len());
+            let (head, rest) = bytes.split_at(n);
+            if let Some(t) = self.tail.get_mut(self.tail_len..self.tail_len + n) {
+                t.copy_from_slice(head);
             }
+            self.tail_len += n;
+            bytes = rest;
+            if self.tail_len < 32 {
+                return;
+            }
+            let tail = self.tail;
+            Self::stripe(&mut self.lanes, &tail);
+            self.tail_len = 0;
         }
-        let [v1, v2, v3, v4] = v;
-        let mut h = v1
-            .rotate_left(1)
-            .wrapping_add(v2.rotate_left(7))
-            .wrapping_add(v3.rotate_left(12))
-            .wrapping_add(v4.rotate_left(18));
-        for lane in v {
-            h = xxh_merge(h, lane);
+        let mut stripes = bytes.chunks_exact(32);
+        for s in &mut stripes {
+            Self::stripe(&mut self.lanes, s);
         }
-        h
-    } else {
-        P5
-    };
-    h = h.wrapping_add(len);
-    let mut rest = stripes.remainder();
-    while let (Some(word), Some(tail)) = (rest.get(..8), rest.get(8..)) {
-        h ^= xxh_round(0, le64(word));
-        h = h.rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
-        rest = tail;
+        let rest = stripes.remainder();
+        if let Some(t) = self.tail.get_mut(..rest.len()) {
+            t.copy_from_slice(rest);
+        }
+        self.tail_len = rest.len();
     }
-    if let (Some(word), Some(tail)) = (rest.get(..4), rest.get(4..)) {
-        h ^= le64(word).wrapping_mul(P1);
-        h = h.rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
-        rest = tail;
+
+    /// The hash of everything added.
+    pub fn finish(&self) -> u64 {
+        let mut h = if self.total >= 32 {
+            let [v1, v2, v3, v4] = self.lanes;
+            let mut h = v1
+                .rotate_left(1)
+                .wrapping_add(v2.rotate_left(7))
+                .wrapping_add(v3.rotate_left(12))
+                .wrapping_add(v4.rotate_left(18));
+            for lane in self.lanes {
+                h = xxh_merge(h, lane);
+            }
+            h
+        } else {
+            self.seed.wrapping_add(P5)
+        };
+        h = h.wrapping_add(self.total);
+        let mut rest = self.tail.get(..self.tail_len).unwrap_or_default();
+        while let (Some(word), Some(tail)) = (rest.get(..8), rest.get(8..)) {
+            h ^= xxh_round(0, le64(word));
+            h = h.rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
+            rest = tail;
+        }
+        if let (Some(word), Some(tail)) = (rest.get(..4), rest.get(4..)) {
+            h ^= le64(word).wrapping_mul(P1);
+            h = h.rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
+            rest = tail;
+        }
+        for &b in rest {
+            h ^= u64::from(b).wrapping_mul(P5);
+            h = h.rotate_left(11).wrapping_mul(P1);
+        }
+        h ^= h >> 33;
+        h = h.wrapping_mul(P2);
+        h ^= h >> 29;
+        h = h.wrapping_mul(P3);
+        h ^ (h >> 32)
     }
-    for &b in rest {
-        h ^= u64::from(b).wrapping_mul(P5);
-        h = h.rotate_left(11).wrapping_mul(P1);
+}
+
+/// 128 bits from XXH64 under two seeds, fed in pieces: how the note of made
+/// indexes (`crate::made_indexes`) tells what an index is made from and what its
+/// file holds. Four times as fast as [`digest`] on the megabytes of an index
+/// run after run; as wide, against two different inputs happening to agree.
+/// Like everything here it does not resist forgery, and need not: whoever can
+/// write the output directory can write any index there anyway.
+#[derive(Clone)]
+pub struct Fingerprint([Xxh64; 2]);
+
+impl Default for Fingerprint {
+    fn default() -> Self {
+        Fingerprint([Xxh64::new(0), Xxh64::new(0x9E37_79B9_7F4A_7C15)])
     }
-    h ^= h >> 33;
-    h = h.wrapping_mul(P2);
-    h ^= h >> 29;
-    h = h.wrapping_mul(P3);
-    h ^ (h >> 32)
+}
+
+impl Fingerprint {
+    /// Adds `bytes`.
+    pub fn update(&mut self, bytes: &[u8]) {
+        for h in &mut self.0 {
+            h.update(bytes);
+        }
+    }
+
+    /// The fingerprint of everything added.
+    pub fn finish(&self) -> Digest {
+        let [a, b] = &self.0;
+        ((u128::from(b.finish()) << 64) | u128::from(a.finish())).to_le_bytes()
+    }
+
+    /// The fingerprint of `bytes`.
+    pub fn of(bytes: &[u8]) -> Digest {
+        let mut f = Fingerprint::default();
+        f.update(bytes);
+        f.finish()
+    }
 }
 
 #[cfg(test)]
@@ -210,6 +312,37 @@ mod tests {
         assert_eq!(checksum(&x(12)), 0x2827_38a9_98db_bd4e);
         assert_eq!(checksum(&x(37)), 0x1e58_0c47_5bdc_5381);
         assert_eq!(checksum(&x(1000)), 0x4cb9_a3b6_9cb7_00e1);
+    }
+
+    /// Seeded XXH64 as the reference library (libxxhash 0.8.1) gives it, with
+    /// the second seed of [`Fingerprint`]; and fed in pieces, split anywhere,
+    /// as fed at once.
+    #[test]
+    fn seeded_and_streaming_match_the_reference() {
+        let x = |n: usize| alloc::vec![b'x'; n];
+        let seeded = |b: &[u8]| {
+            let mut h = Xxh64::new(0x9E37_79B9_7F4A_7C15);
+            h.update(b);
+            h.finish()
+        };
+        assert_eq!(seeded(b""), 0xc434_9fc9_3c01_0000);
+        assert_eq!(seeded(b"abc"), 0x2ed0_f59d_6b43_ac8b);
+        assert_eq!(seeded(&x(7)), 0x5a54_30d3_9d54_3b2a);
+        assert_eq!(seeded(&x(12)), 0x40ab_a174_a40e_ab0e);
+        assert_eq!(seeded(&x(37)), 0x8fa6_f107_2f1c_c081);
+        assert_eq!(seeded(&x(1000)), 0xf0aa_be4a_3cbe_8c09);
+        let msg: Vec<u8> = (0..200u32).map(|i| (i * 131 % 251) as u8).collect();
+        let whole = Fingerprint::of(&msg);
+        for a in 0..msg.len() {
+            for b in [a, a + 1, a + 31, a + 33, msg.len()] {
+                let b = b.min(msg.len());
+                let mut f = Fingerprint::default();
+                f.update(&msg[..a]);
+                f.update(&msg[a..b]);
+                f.update(&msg[b..]);
+                assert_eq!(f.finish(), whole, "split at {a} and {b}");
+            }
+        }
     }
 
     /// Every length through three words differs from its neighbours, and one

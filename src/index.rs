@@ -9,6 +9,8 @@
 
 use alloc::vec::Vec;
 
+use crate::digest::{Digest, Fingerprint};
+
 /// Index file magic.
 pub const MAGIC: u32 = 0xB007_F457;
 /// Index format version 2.1.
@@ -268,6 +270,32 @@ impl Trie {
             }
             at = (at + 1) & mask;
         }
+    }
+
+    /// A fingerprint of everything [`Trie::write`] makes the file from: every key,
+    /// value and priority in insertion order, and the layout's version. Equal
+    /// fingerprints mean equal files, so the host can tell that an index it wrote
+    /// before would come out the same without laying it out again
+    /// ([`crate::made_indexes`]).
+    pub fn fingerprint(&self) -> Digest {
+        let mut f = Fingerprint::default();
+        f.update(&MAGIC.to_le_bytes());
+        f.update(&VERSION.to_le_bytes());
+        f.update(&(self.items.len() as u64).to_le_bytes());
+        f.update(&self.bytes);
+        // Each insertion's lengths and priority, a batch at a time.
+        let mut batch = [0u8; 20 * 64];
+        for items in self.items.chunks(64) {
+            for (it, slot) in items.iter().zip(batch.chunks_exact_mut(20)) {
+                let (lens, priority) = slot.split_at_mut(16);
+                let (key, value) = lens.split_at_mut(8);
+                key.copy_from_slice(&(it.key_len as u64).to_le_bytes());
+                value.copy_from_slice(&(it.value_len as u64).to_le_bytes());
+                priority.copy_from_slice(&it.priority.to_le_bytes());
+            }
+            f.update(batch.get(..20 * items.len()).unwrap_or_default());
+        }
+        f.finish()
     }
 
     /// Writes the index in kmod 34's layout: header, then nodes in pre-order (a node,

@@ -23,6 +23,9 @@
 //! With `DEPMOD_CACHE`, the host keeps each module's `ModuleData` between runs
 //! ([`cache`]) and skips reading, decompressing and scanning the files that did not
 //! change; everything after loading runs as always, so the outputs cannot differ.
+//! An output whose file in place already holds exactly its bytes is kept rather
+//! than written again (a text file compared with it; an index recognised by the
+//! fingerprint of its insertions, [`made_indexes`]).
 //!
 //! Diagnostics are values ([`diag::Diag`]) returned in kmod's order; the binary
 //! words them.
@@ -60,6 +63,7 @@ pub mod hash;
 #[cfg(feature = "host")]
 pub mod host;
 pub mod index;
+pub mod made_indexes;
 pub mod modset;
 pub mod names;
 pub mod output;

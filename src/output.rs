@@ -113,9 +113,7 @@ impl Outputs<'_, '_> {
     pub fn generate(&self, file: OutputFile, out: &mut Vec<u8>, diags: &mut Vec<Diag>) {
         match file {
             OutputFile::Dep => self.dep(out),
-            OutputFile::DepBin => self.dep_bin(out, diags),
             OutputFile::Alias => self.alias(out),
-            OutputFile::AliasBin => self.alias_bin(out, diags),
             OutputFile::Softdep => self.info_lines(
                 out,
                 InfoKey::Softdep,
@@ -129,9 +127,25 @@ impl Outputs<'_, '_> {
                 b"weakdep ",
             ),
             OutputFile::Symbols => self.symbols(out),
-            OutputFile::SymbolsBin => self.symbols_bin(out, diags),
             OutputFile::Devname => self.devname(out, diags),
+            OutputFile::DepBin | OutputFile::AliasBin | OutputFile::SymbolsBin => {
+                if let Some(trie) = self.index(file, diags) {
+                    trie.write(out);
+                }
+            }
             OutputFile::BuiltinBin | OutputFile::BuiltinAliasBin => {}
+        }
+    }
+
+    /// The insertions of the module-derived index `file`, not yet laid out
+    /// (`None` for the text files and the two builtin indexes): the host may
+    /// find the file it would make already in place ([`Trie::fingerprint`]).
+    pub fn index(&self, file: OutputFile, diags: &mut Vec<Diag>) -> Option<Trie> {
+        match file {
+            OutputFile::DepBin => Some(self.dep_bin(diags)),
+            OutputFile::AliasBin => Some(self.alias_bin(diags)),
+            OutputFile::SymbolsBin => Some(self.symbols_bin(diags)),
+            _ => None,
         }
     }
 
@@ -181,7 +195,7 @@ impl Outputs<'_, '_> {
         }
     }
 
-    fn dep_bin(&self, out: &mut Vec<u8>, diags: &mut Vec<Diag>) {
+    fn dep_bin(&self, diags: &mut Vec<Diag>) -> Trie {
         let mut trie = self.new_trie();
         let mut line = Vec::new();
         for (i, (m, deps)) in self.modules.iter().zip(&self.resolved.deps).enumerate() {
@@ -192,7 +206,7 @@ impl Outputs<'_, '_> {
                 diags.push(Diag::DuplicateDep(line.clone()));
             }
         }
-        trie.write(out);
+        trie
     }
 
     fn alias(&self, out: &mut impl Sink) {
@@ -208,7 +222,7 @@ impl Outputs<'_, '_> {
         }
     }
 
-    fn alias_bin(&self, out: &mut Vec<u8>, diags: &mut Vec<Diag>) {
+    fn alias_bin(&self, diags: &mut Vec<Diag>) -> Trie {
         let mut trie = self.new_trie();
         let mut key = Vec::new();
         for (i, (m, d)) in self.modules.iter().zip(self.data).enumerate() {
@@ -226,7 +240,7 @@ impl Outputs<'_, '_> {
                 }
             }
         }
-        trie.write(out);
+        trie
     }
 
     fn info_lines(&self, out: &mut impl Sink, key: InfoKey, header: &[u8], word: &[u8]) {
@@ -260,7 +274,7 @@ impl Outputs<'_, '_> {
         }
     }
 
-    fn symbols_bin(&self, out: &mut Vec<u8>, diags: &mut Vec<Diag>) {
+    fn symbols_bin(&self, diags: &mut Vec<Diag>) -> Trie {
         let mut trie = self.new_trie();
         let mut key = Vec::new();
         for s in self.resolved.symbols.in_kmod_order() {
@@ -283,7 +297,7 @@ impl Outputs<'_, '_> {
                 Err(_) => diags.push(Diag::UnindexableSymbol(s.owner, s.name.to_vec())),
             }
         }
-        trie.write(out);
+        trie
     }
 
     fn devname(&self, out: &mut impl Sink, diags: &mut Vec<Diag>) {

@@ -19,6 +19,11 @@
 //!   damaged delta warns once and rebuilds it; a delta left beside another
 //!   full file is not used.
 //! * Two or more depmods at once never leave a damaged cache; `-n` writes none.
+//! * Each cached run of the sequences writes over the last one's outputs: an
+//!   output already in place is kept only while it holds exactly the bytes of
+//!   a full run (a module rebuilt with nothing depmod sees changed keeps them
+//!   all; bytes changed in place, links, permissions and a damaged note of the
+//!   indexes make them written anew); without the cache all are written anew.
 
 mod common;
 
@@ -218,14 +223,39 @@ impl Bench {
 
     fn run(&self, out: &Path, cached: bool) -> (Output, BTreeMap<String, Vec<u8>>) {
         let _ = fs::remove_dir_all(out);
-        let o = self.command(out, cached, &[]).output().unwrap();
-        (o, read_outputs(&out.join("lib/modules").join(KVER)))
+        self.run_over(out, cached)
     }
 
-    /// The cached run and a fresh full run agree on everything.
+    /// depmod writing over what `out` holds already.
+    fn run_over(&self, out: &Path, cached: bool) -> (Output, BTreeMap<String, Vec<u8>>) {
+        let o = self.command(out, cached, &[]).output().unwrap();
+        (o, read_outputs(&self.index_dir(out)))
+    }
+
+    /// Where a run with `-o out` writes.
+    fn index_dir(&self, out: &Path) -> PathBuf {
+        out.join("lib/modules").join(KVER)
+    }
+
+    /// The cached run, over the outputs of the cached runs before it (as a
+    /// system's indexes are run after run, so that outputs already in place
+    /// are kept where they hold the right bytes), and a fresh full run into an
+    /// empty directory agree on everything.
     fn check(&self, step: &str) {
         let (fresh, want) = self.run(&self.outdir("fresh"), false);
-        let (cached, got) = self.run(&self.outdir("cached"), true);
+        let (cached, got) = self.run_over(&self.outdir("cached"), true);
+        if !fresh.status.success() {
+            // A failed run writes nothing; the cached one left the last
+            // outputs alone. Start the next step from an empty directory.
+            let _ = fs::remove_dir_all(self.outdir("cached"));
+            assert_eq!(cached.status, fresh.status, "{step}: exit status");
+            assert_eq!(
+                String::from_utf8_lossy(&cached.stderr),
+                String::from_utf8_lossy(&fresh.stderr),
+                "{step}: stderr"
+            );
+            return;
+        }
         assert_eq!(
             String::from_utf8_lossy(&cached.stderr),
             String::from_utf8_lossy(&fresh.stderr),
@@ -605,9 +635,15 @@ fn full_and_delta(b: &Bench, when: &str) -> (PathBuf, Option<PathBuf>) {
         .filter(|(n, _)| n.ends_with(".delta"))
         .map(|(_, p)| p)
         .collect();
+    let notes = files.keys().filter(|n| n.ends_with(".indexes")).count();
     assert!(
-        full.len() == 1 && delta.len() <= 1 && files.len() == full.len() + delta.len(),
-        "{when}: one full file, at most one delta: {files:?}"
+        full.len() == 1 && delta.len() <= 1 && notes <= 1,
+        "{when}: one full file, at most one delta and one note: {files:?}"
+    );
+    assert_eq!(
+        files.len(),
+        full.len() + delta.len() + notes,
+        "{when}: nothing else (no temp file): {files:?}"
     );
     (full[0].clone(), delta.first().map(|p| (*p).clone()))
 }
@@ -957,6 +993,182 @@ fn a_tree_copied_elsewhere_matches_by_content() {
         String::from_utf8_lossy(&o.stderr)
     );
     c.check("copied tree");
-    let caches = fs::read_dir(c.cache()).unwrap().count();
+    let caches = fs::read_dir(c.cache())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".cache"))
+        .count();
     assert_eq!(caches, 2, "one cache per tree");
+}
+
+fn output_inodes(dir: &Path) -> BTreeMap<String, u64> {
+    OUTPUTS
+        .iter()
+        .map(|n| (n.to_string(), inode(&dir.join(n))))
+        .collect()
+}
+
+/// The outputs whose inode changed between `before` and `after`.
+fn rewritten(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> Vec<String> {
+    after
+        .iter()
+        .filter(|(n, i)| before.get(*n) != Some(*i))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// Flips the last byte of `path` in place (same inode, same size).
+fn flip_last_byte(path: &Path) {
+    use std::os::unix::fs::FileExt;
+    let f = fs::File::options()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let len = f.metadata().unwrap().len();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, len - 1).unwrap();
+    f.write_all_at(&[b[0] ^ 0x20], len - 1).unwrap();
+}
+
+/// With the cache, an output already in place is kept (same inode, times set)
+/// when it holds exactly the bytes this run would write — after no change, and
+/// after a module was rebuilt with other bytes but nothing depmod takes from it
+/// changed — and written anew otherwise: bytes changed in place, a hard link, a
+/// symbolic link, other permissions, a damaged note of the indexes. `check`
+/// compares every step with a fresh full run.
+#[test]
+fn outputs_in_place_are_kept_only_while_they_hold_the_right_bytes() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (mut pool, mut b) = aged_tree_with_cache(12, 30);
+    let out = b.outdir("cached");
+    let dir = b.index_dir(&out);
+    b.check("first");
+    let all = output_inodes(&dir);
+    let dep_mtime = fs::metadata(dir.join("modules.dep")).unwrap().modified();
+    std::thread::sleep(Duration::from_millis(50));
+    b.check("unchanged");
+    assert_eq!(rewritten(&all, &output_inodes(&dir)), Vec::<String>::new());
+    assert!(
+        fs::metadata(dir.join("modules.dep"))
+            .unwrap()
+            .modified()
+            .unwrap()
+            > dep_mtime.unwrap(),
+        "a kept output's times are set, as a new file's would be"
+    );
+
+    // A module rebuilt: other bytes, the same for depmod.
+    let (rel, &(i, form)) = b.present.iter().next().unwrap();
+    let rel = rel.clone();
+    let bytes = match form {
+        Form::Plain => {
+            let mut v = pool.bytes(i, form, 6);
+            v.push(0);
+            v
+        }
+        _ => pool.bytes(i, form, 9),
+    };
+    assert_ne!(bytes, fs::read(b.moddir().join(&rel)).unwrap());
+    fs::write(b.moddir().join(&rel), bytes).unwrap();
+    b.check("one module rebuilt");
+    assert_eq!(rewritten(&all, &output_inodes(&dir)), Vec::<String>::new());
+
+    // A module whose aliases and exports differ: the outputs that show them
+    // are written.
+    change_module(&mut b, &mut pool, 3);
+    b.check("one module changed");
+    let changed = output_inodes(&dir);
+    let again = rewritten(&all, &changed);
+    assert!(
+        again.contains(&"modules.alias.bin".to_string()),
+        "{again:?}"
+    );
+    assert!(again.len() < OUTPUTS.len(), "{again:?}");
+
+    // Bytes changed in place, same size and inode: written anew.
+    for name in ["modules.alias.bin", "modules.dep", "modules.symbols.bin"] {
+        flip_last_byte(&dir.join(name));
+    }
+    b.check("outputs changed in place");
+    let after = output_inodes(&dir);
+    assert_eq!(
+        rewritten(&changed, &after),
+        ["modules.alias.bin", "modules.dep", "modules.symbols.bin"]
+    );
+
+    // A hard link, a symbolic link, other permissions: written anew, and the
+    // other name and the link's target are left as they were.
+    let other = b.tmp.path().join("other-name");
+    fs::hard_link(dir.join("modules.symbols"), &other).unwrap();
+    let target = b.tmp.path().join("softdep-target");
+    fs::rename(dir.join("modules.softdep"), &target).unwrap();
+    symlink(&target, dir.join("modules.softdep")).unwrap();
+    let target_bytes = fs::read(&target).unwrap();
+    let mode = fs::metadata(dir.join("modules.dep")).unwrap().mode() & 0o7777;
+    fs::set_permissions(dir.join("modules.alias"), fs::Permissions::from_mode(0o600)).unwrap();
+    b.check("links and modes");
+    let after2 = output_inodes(&dir);
+    assert_eq!(
+        rewritten(&after, &after2),
+        ["modules.alias", "modules.softdep", "modules.symbols"]
+    );
+    assert!(fs::symlink_metadata(dir.join("modules.softdep"))
+        .unwrap()
+        .is_file());
+    assert_eq!(fs::read(&target).unwrap(), target_bytes);
+    assert_eq!(fs::metadata(&other).unwrap().nlink(), 1);
+    assert_eq!(
+        fs::metadata(dir.join("modules.alias")).unwrap().mode() & 0o7777,
+        mode
+    );
+
+    // A damaged note: not used, silently (`check` compares stderr); the
+    // indexes are made and written again, and noted.
+    let note = cache_files(&b)
+        .into_iter()
+        .find(|(n, _)| n.ends_with(".indexes"))
+        .map(|(_, p)| p)
+        .expect("a note of the indexes");
+    let good = fs::read(&note).unwrap();
+    assert!(depmod::made_indexes::MadeIndexes::parse(&good).is_ok());
+    flip_last_byte(&note);
+    b.check("damaged note");
+    let after3 = output_inodes(&dir);
+    // Every index made from insertions (an index whose input file is missing is
+    // an empty file, compared as it is).
+    let again = rewritten(&after2, &after3);
+    for name in [
+        "modules.dep.bin",
+        "modules.alias.bin",
+        "modules.symbols.bin",
+    ] {
+        assert!(again.contains(&name.to_string()), "{again:?}");
+    }
+    assert!(again.iter().all(|n| n.ends_with(".bin")), "{again:?}");
+    assert!(depmod::made_indexes::MadeIndexes::parse(&fs::read(&note).unwrap()).is_ok());
+    b.check("note rebuilt");
+    assert_eq!(
+        rewritten(&after3, &output_inodes(&dir)),
+        Vec::<String>::new()
+    );
+}
+
+/// Without the cache, every output is written anew each run, as kmod writes it.
+#[test]
+fn without_the_cache_every_output_is_written_anew() {
+    let mut pool = Pool::load();
+    let mut rng = Rng(13);
+    let b = initial_tree(&mut pool, &mut rng, 10);
+    let out = b.outdir("plain");
+    let dir = b.index_dir(&out);
+    let (o, _) = b.run(&out, false);
+    assert!(o.status.success());
+    let before = output_inodes(&dir);
+    let (o, _) = b.run_over(&out, false);
+    assert!(o.status.success());
+    assert_eq!(
+        rewritten(&before, &output_inodes(&dir)).len(),
+        OUTPUTS.len()
+    );
 }

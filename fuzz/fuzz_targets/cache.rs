@@ -1,6 +1,6 @@
-//! The module cache's parser (`cache::Cache::parse`) and record decoder
-//! (`ModuleData::decode`) on arbitrary bytes: never panic, and what they accept
-//! stays proportional to the input.
+//! The module cache's parser (`cache::Cache::parse`), record decoder
+//! (`ModuleData::decode`) and note of made indexes (`made_indexes`) on arbitrary
+//! bytes: never panic, and what they accept stays proportional to the input.
 //!
 //! The file's trailing checksum refuses nearly every input as it is, so the
 //! input is also tried as a body with its checksum appended: that reaches the
@@ -9,6 +9,7 @@
 
 use depmod::cache::Cache;
 use depmod::digest::checksum;
+use depmod::made_indexes::MadeIndexes;
 use depmod::scan::ModuleData;
 use libfuzzer_sys::fuzz_target;
 
@@ -23,6 +24,12 @@ fuzz_target!(|data: &[u8]| {
             if let Some(d) = record.data() {
                 assert!(d.exports().count() + d.imports().count() <= data.len());
             }
+        }
+    }
+    if let Ok(note) = MadeIndexes::parse(&sealed) {
+        assert!(note.entries().len() <= data.len());
+        for e in note.entries() {
+            assert!(note.find(e.name, &e.made_from).is_some());
         }
     }
     if let Some(d) = ModuleData::decode(data) {

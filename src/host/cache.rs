@@ -21,6 +21,7 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use super::report::{Level, Report};
 use super::sys::{self, DirFd, Errno};
 use crate::cache::{self, Cache, Provenance};
+use crate::made_indexes::{self, MadeIndex, MadeIndexes};
 use crate::scan::ModuleData;
 
 /// Caches kept per kernel version (different `-b` roots of one version).
@@ -63,6 +64,9 @@ pub struct CacheFile {
     /// that stages, which the host starts after.
     full_sum: AtomicU64,
     full_records: AtomicUsize,
+    /// The note of the indexes the last run wrote (`crate::made_indexes`),
+    /// `<same>.indexes`, if it could be read.
+    indexes: Option<Vec<u8>>,
 }
 
 /// What [`CacheFile::stage`] wrote: a temp file, to become the full file or the
@@ -104,6 +108,7 @@ impl CacheFile {
             delta_checked: Ok(()),
             full_sum: AtomicU64::new(0),
             full_records: AtomicUsize::new(0),
+            indexes: None,
         })
     }
 
@@ -132,7 +137,44 @@ impl CacheFile {
                 self.delta_checked = Cache::check(d);
             }
         }
+        self.indexes = sys::read(&beside(&self.path(), b".indexes")).ok();
         self
+    }
+
+    /// What the last run noted of the indexes it wrote; nothing when there is no
+    /// note or it does not parse (it is only ever a shortcut: each index is
+    /// checked against the file in place, and made when in doubt).
+    pub fn made_indexes(&self) -> MadeIndexes<'_> {
+        self.indexes
+            .as_deref()
+            .and_then(|b| MadeIndexes::parse(b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Notes the indexes this run has in place, if that differs from the note
+    /// read at the start. Best effort and silent: without a note the next run
+    /// makes its indexes, as it would without a cache.
+    pub fn note_indexes(&self, made: &[MadeIndex<'_>]) {
+        let old = self.made_indexes();
+        if old.entries() == made {
+            return;
+        }
+        let Some(bytes) = made_indexes::encode(made.iter().copied()) else {
+            return;
+        };
+        let Ok(dir) = DirFd::open(&self.dir) else {
+            return;
+        };
+        let name = beside(&self.name, b".indexes");
+        let mut tmp = name.clone();
+        tmp.extend_from_slice(super::write::temp_suffix().as_bytes());
+        let written = dir
+            .create_new(&tmp, 0o644)
+            .and_then(|f| f.write_all(&bytes))
+            .and_then(|()| dir.rename(&tmp, &name));
+        if written.is_err() {
+            let _ = dir.remove(&tmp);
+        }
     }
 
     /// One warning if the file could not be read (the run goes on without it).
@@ -216,6 +258,7 @@ impl CacheFile {
             if n > KEEP_PER_VERSION || c.mtime_ns < now_ns.saturating_sub(UNUSED_FOR_NS) {
                 let _ = sys::remove_file(&c.path);
                 let _ = sys::remove_file(&delta_of(&c.path));
+                let _ = sys::remove_file(&beside(&c.path, b".indexes"));
             }
         }
     }
@@ -443,7 +486,13 @@ impl CacheFile {
 
 /// The delta's name or path beside a full cache file's (`.cache` → `.delta`).
 fn delta_of(full: &[u8]) -> Vec<u8> {
+    beside(full, b".delta")
+}
+
+/// The name or path of a file beside a full cache file's, with `extension` for
+/// its `.cache`.
+fn beside(full: &[u8], extension: &[u8]) -> Vec<u8> {
     let mut p = full.strip_suffix(b".cache").unwrap_or(full).to_vec();
-    p.extend_from_slice(b".delta");
+    p.extend_from_slice(extension);
     p
 }

@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 mod cache;
 mod load;
 pub use load::MAX_MODULE_SIZE;
+mod produce;
 mod report;
 pub mod sys;
 mod walk;
@@ -18,10 +19,9 @@ use sys::Errno;
 
 pub use report::{io_error, strerror, DiagContext, Level, Report};
 
-use crate::builtin;
 use crate::diag::Diag;
 use crate::modset::{AddError, ModuleSet};
-use crate::output::{OutputFile, Outputs};
+use crate::output::Outputs;
 use crate::resolve::{self, ResolveOptions};
 use crate::symvers;
 
@@ -109,6 +109,8 @@ const PATH_MAX: usize = 4096;
 
 /// Runs depmod; returns the exit status.
 pub fn run(opts: Options, report: &Report) -> u8 {
+    // Before any thread: reading the umask sets it for a moment.
+    let umask = sys::umask();
     let kver = match opts.kversion.clone().map_or_else(sys::uname_release, Ok) {
         Ok(v) => v,
         Err(e) => {
@@ -155,7 +157,7 @@ pub fn run(opts: Options, report: &Report) -> u8 {
         "custom logging function {:p} registered",
         Report::log as fn(&Report, Level, core::fmt::Arguments<'_>)
     ));
-    let code = run_with_context(&opts, report, &kver, &dir, &outdir, all);
+    let code = run_with_context(&opts, report, &kver, (&dir, &outdir), all, umask);
     if !report.fatal_seen() {
         report.info(format_args!(
             "context {:p} released",
@@ -170,9 +172,9 @@ fn run_with_context(
     opts: &Options,
     report: &Report,
     kver: &[u8],
-    dir: &[u8],
-    outdir: &[u8],
+    (dir, outdir): (&[u8], &[u8]),
     all: bool,
+    umask: u32,
 ) -> u8 {
     // Before the walk: the time this run's reads are taken at, for the module
     // cache's "changed too recently to trust" rule (`crate::cache`).
@@ -368,20 +370,30 @@ fn run_with_context(
         warn_duplicates: opts.warn,
         leave_out_non_ascii: !opts.dry_run,
     };
-    let write = || write_outputs(&outputs, dir, outdir, opts.dry_run, report, &ctx);
+    let note = cache_file.as_ref().map(|f| f.made_indexes());
+    let to = produce::Destination {
+        outdir,
+        dry_run: opts.dry_run,
+        umask,
+        note: note.as_ref(),
+    };
+    let write = || produce::write_outputs(&outputs, dir, &to, report, &ctx);
     let status = match &cache_file {
         // The new cache file (a delta, or a full file) is encoded and written
         // beside the old ones while the indexes are made and written; it takes
         // the old one's place only if they were.
         Some(f) => {
-            let (staged, status) = sys::join(
+            let (staged, (status, made)) = sys::join(
                 || f.stage(dir, &paths, &provenance, &data, all_from_cache),
                 write,
             );
             f.commit(staged, status == 0, report);
+            if status == 0 {
+                f.note_indexes(&made);
+            }
             status
         }
-        None => write(),
+        None => write().0,
     };
     // The process ends after this: its memory goes back to the system at once,
     // so the tens of thousands of blocks these hold are not freed one by one
@@ -465,206 +477,6 @@ fn report_missing_input(dir: &[u8], name: &str, e: Errno, report: &Report) {
             ],
         );
     }
-}
-
-/// One output file's bytes, and what to say about it, in kmod's order.
-struct Produced {
-    bytes: Vec<u8>,
-    missing_input: Option<(&'static str, Errno)>,
-    diags: Vec<Diag>,
-}
-
-fn produce(file: OutputFile, outputs: &Outputs<'_, '_>, dir: &[u8]) -> Produced {
-    let mut p = Produced {
-        bytes: Vec::new(),
-        missing_input: None,
-        diags: Vec::new(),
-    };
-    let input = match file {
-        OutputFile::BuiltinBin => Some("modules.builtin"),
-        OutputFile::BuiltinAliasBin => Some("modules.builtin.modinfo"),
-        _ => None,
-    };
-    match input {
-        Some(name) => match read_input_quiet(dir, name) {
-            Ok(data) => {
-                let trie = if file == OutputFile::BuiltinBin {
-                    builtin::builtin_index(&data, &mut p.diags)
-                } else {
-                    builtin::builtin_alias_index(&data, &mut p.diags)
-                };
-                trie.write(&mut p.bytes);
-            }
-            // kmod leaves the file empty (0 bytes) when its input is missing.
-            Err(e) => p.missing_input = Some((name, e)),
-        },
-        None => outputs.generate(file, &mut p.bytes, &mut p.diags),
-    }
-    p
-}
-
-/// Generates every output, on all cores, each written to its temp file in
-/// `staging` by the thread that made it (so that writing and syncing overlap
-/// with making the others); what to say about each, and its temp file or why
-/// it could not be written, in [`OutputFile::ALL`] order. Saying it is left to
-/// the caller, in that order.
-fn produce_all(
-    outputs: &Outputs<'_, '_>,
-    dir: &[u8],
-    staging: &write::Staging,
-) -> Vec<(Produced, Result<Vec<u8>, write::WriteError>)> {
-    use core::sync::atomic::{AtomicUsize, Ordering};
-    let files = OutputFile::ALL;
-    // One output made and written; its bytes are freed once they are in the file.
-    let make = |file: OutputFile| {
-        let mut p = produce(file, outputs, dir);
-        let written = staging.write_temp(file.name(), &p.bytes);
-        p.bytes = Vec::new();
-        (p, written)
-    };
-    let next = AtomicUsize::new(0);
-    let workers = sys::parallelism().min(files.len());
-    let done = sys::run_workers(workers, &|| {
-        let mut mine = Vec::new();
-        loop {
-            let k = next.fetch_add(1, Ordering::Relaxed);
-            let Some(&file) = LONGEST_FIRST.get(k) else {
-                return mine;
-            };
-            let i = files.iter().position(|&f| f == file).unwrap_or(k);
-            mine.push((i, make(file)));
-        }
-    });
-    let mut slots: Vec<Option<_>> = (0..files.len()).map(|_| None).collect();
-    for (i, p) in done.into_iter().flatten() {
-        // `slots` has one slot per file, and `i` indexed `files`.
-        if let Some(slot) = slots.get_mut(i) {
-            *slot = Some(p);
-        }
-    }
-    slots
-        .into_iter()
-        .zip(files)
-        .map(|(p, file)| {
-            // Every job was done (see `sys::run_workers`), so this is never
-            // needed; if it were, the file would be made here.
-            p.unwrap_or_else(|| make(file))
-        })
-        .collect()
-}
-
-/// The outputs in the order [`produce_all`] takes them: longest to make first
-/// (as measured on the Debian tree), so that the workers finish together.
-const LONGEST_FIRST: [OutputFile; OutputFile::ALL.len()] = [
-    OutputFile::AliasBin,
-    OutputFile::SymbolsBin,
-    OutputFile::DepBin,
-    OutputFile::Symbols,
-    OutputFile::Alias,
-    OutputFile::Dep,
-    OutputFile::Devname,
-    OutputFile::BuiltinAliasBin,
-    OutputFile::BuiltinBin,
-    OutputFile::Softdep,
-    OutputFile::Weakdep,
-];
-
-fn write_outputs(
-    outputs: &Outputs<'_, '_>,
-    dir: &[u8],
-    outdir: &[u8],
-    dry_run: bool,
-    report: &Report,
-    ctx: &DiagContext<'_>,
-) -> u8 {
-    let mut diags = Vec::new();
-    if dry_run {
-        for file in OutputFile::ALL {
-            if file.is_index() {
-                continue;
-            }
-            let mut buf = Vec::new();
-            outputs.generate(file, &mut buf, &mut diags);
-            for d in diags.drain(..) {
-                report.diag(&d, ctx);
-            }
-            if let Err(e) = sys::write_stdout(&buf) {
-                report.error(format_args!("could not write to stdout: {}", io_error(e)));
-                return 1;
-            }
-        }
-        return 0;
-    }
-
-    if let Err(e) = write::Staging::create_dir(outdir) {
-        report.log_bytes(
-            Level::Fatal,
-            &[
-                b"could not create directory ",
-                outdir,
-                b": ",
-                io_error(e).as_bytes(),
-            ],
-        );
-        return 1;
-    }
-    let mut staging = match write::Staging::open(outdir) {
-        Ok(s) => s,
-        Err(e) => {
-            report.log_bytes(
-                Level::Fatal,
-                &[
-                    b"could not open directory ",
-                    outdir,
-                    b": ",
-                    io_error(e).as_bytes(),
-                ],
-            );
-            return 1;
-        }
-    };
-    let produced = produce_all(outputs, dir, &staging);
-    // Every temp file written is the staging's from now on, so that whatever
-    // happens next, none is left behind.
-    for (file, (_, written)) in OutputFile::ALL.into_iter().zip(&produced) {
-        if let Ok(tmp) = written {
-            staging.adopt(tmp.clone(), file.name());
-        }
-    }
-    for (produced, written) in &produced {
-        if let Some((name, e)) = &produced.missing_input {
-            report_missing_input(dir, name, *e, report);
-        }
-        for d in &produced.diags {
-            report.diag(d, ctx);
-        }
-        if let Err(e) = written {
-            report.log_bytes(
-                Level::Error,
-                &[
-                    b"could not write ",
-                    &e.path,
-                    b": ",
-                    io_error(e.error).as_bytes(),
-                    b" (no index was changed)",
-                ],
-            );
-            return 1;
-        }
-    }
-    if let Err(e) = staging.commit() {
-        report.log_bytes(
-            Level::Error,
-            &[
-                b"could not rename into ",
-                &e.path,
-                b": ",
-                io_error(e.error).as_bytes(),
-            ],
-        );
-        return 1;
-    }
-    0
 }
 
 /// `-A`: are all modules older than `modules.dep`? (compat §1.5)
@@ -812,19 +624,5 @@ fn put(buf: &mut [u8], at: usize, bytes: &[u8], end: u8) {
     }
     if let Some(b) = buf.get_mut(end_at) {
         *b = end;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_output_is_taken_once() {
-        let mut taken = LONGEST_FIRST.to_vec();
-        let mut all = OutputFile::ALL.to_vec();
-        taken.sort_by_key(|f| f.name());
-        all.sort_by_key(|f| f.name());
-        assert!(taken == all);
     }
 }

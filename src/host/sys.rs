@@ -109,6 +109,15 @@ impl Metadata {
             ctime_ns: ns(self.0.st_ctime as i64, self.0.st_ctime_nsec as i64),
         }
     }
+    /// Owner and group.
+    pub fn owner(&self) -> (u32, u32) {
+        (self.0.st_uid, self.0.st_gid)
+    }
+    /// Number of hard links.
+    #[allow(clippy::unnecessary_cast)]
+    pub fn links(&self) -> u64 {
+        self.0.st_nlink as u64
+    }
     /// Modification time, whole seconds (what kmod compares for `-A`).
     #[allow(clippy::unnecessary_cast)]
     pub fn mtime(&self) -> i64 {
@@ -371,6 +380,24 @@ pub fn touch(path: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The file mode creation mask. Read by setting it and setting it back, so it
+/// must be called before any other thread creates files.
+pub fn umask() -> u32 {
+    // SAFETY: `umask` cannot fail; the old mask is put back at once.
+    let old = unsafe { libc::umask(0o022) };
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    // `mode_t` is `u32` on the Linux targets; narrower elsewhere.
+    #[allow(clippy::useless_conversion)]
+    u32::from(old)
+}
+
+/// The effective user and group id: who owns the files this process creates.
+pub fn effective_ids() -> (u32, u32) {
+    // SAFETY: neither call can fail.
+    unsafe { (libc::geteuid(), libc::getegid()) }
+}
+
 /// `unlink(2)`.
 pub fn remove_file(path: &[u8]) -> Result<()> {
     let c = c_path(path)?;
@@ -416,6 +443,27 @@ impl DirFd {
     pub fn create_new(&self, name: &[u8], mode: libc::mode_t) -> Result<File> {
         let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
         open_at(&self.0, name, flags, mode)
+    }
+
+    /// Opens `name` in this directory for reading, but not through a symbolic
+    /// link (`O_NOFOLLOW`) and without waiting on a FIFO (`O_NONBLOCK`).
+    pub fn open_file(&self, name: &[u8]) -> Result<File> {
+        let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK;
+        open_at(&self.0, name, flags, 0)
+    }
+
+    /// Sets the times of `name` in this directory to now (`utimensat(2)`), not
+    /// following a symbolic link.
+    pub fn touch(&self, name: &[u8]) -> Result<()> {
+        let c = c_path(name)?;
+        let flags = libc::AT_SYMLINK_NOFOLLOW;
+        // SAFETY: `self.0.0` is an open directory descriptor; `c` is
+        // NUL-terminated; a null `times` means "now" for both.
+        if unsafe { libc::utimensat((self.0).0, c.as_ptr().cast(), core::ptr::null(), flags) } != 0
+        {
+            return Err(Errno::last());
+        }
+        Ok(())
     }
 
     /// `renameat(2)` of `from` over `to`, both in this directory.

@@ -31,21 +31,82 @@ pub struct Staging {
     /// The directory's path, for messages only.
     path: Vec<u8>,
     suffix: String,
-    /// (temp file name, its final name), in the order written.
-    staged: Vec<(Vec<u8>, &'static str)>,
+    /// (temp file name, its final name), in the order written; no temp file for
+    /// an output left in place ([`Staging::keep`]).
+    staged: Vec<(Option<Vec<u8>>, &'static str)>,
+    /// Permission bits, owner and group a file this run creates gets.
+    new_file: (u32, u32, u32),
 }
+
+/// How much of an output in place [`Staging::holds`] reads at a time.
+const PIECE: usize = 64 << 10;
 
 impl Staging {
     /// Opens the output directory `path` to stage files in it. Temp names are
     /// `<name>.<pid>.<usec>.<sec>`, as kmod's.
-    pub fn open(path: &[u8]) -> sys::Result<Self> {
+    /// `umask` is the process's (read before any thread started: [`sys::umask`]).
+    pub fn open(path: &[u8], umask: u32) -> sys::Result<Self> {
         let dir = DirFd::open(path)?;
+        let (uid, gid) = sys::effective_ids();
         Ok(Staging {
             dir,
             path: path.to_vec(),
             suffix: temp_suffix(),
             staged: Vec::new(),
+            new_file: (NEW_FILE_MODE & !umask, uid, gid),
         })
+    }
+
+    /// Whether output `name` as it stands may be left in place of writing it
+    /// again: a regular file of `size` bytes, with no other name (hard link) and
+    /// not reached through a symbolic link, with the permission bits, owner and
+    /// group a file written now would get, and whose bytes `same` accepts, given
+    /// in order, piece by piece (false at the first piece it refuses). Then
+    /// nothing a reader can see tells it from the file this run would write but
+    /// the inode number (its times are set at [`Staging::commit`]). False on any
+    /// error: the output is written as usual.
+    pub fn holds(&self, name: &str, size: u64, mut same: impl FnMut(&[u8]) -> bool) -> bool {
+        let Ok(file) = self.dir.open_file(name.as_bytes()) else {
+            return false;
+        };
+        let Ok(m) = file.metadata() else {
+            return false;
+        };
+        let (mode, uid, gid) = self.new_file;
+        let fits = m.is_file()
+            && m.links() == 1
+            && m.mode() & 0o7777 == mode
+            && m.owner() == (uid, gid)
+            && m.size() == size;
+        if !fits {
+            return false;
+        }
+        // Read in pieces into one small buffer: no pages touched for a copy of
+        // the whole file.
+        let mut buf = alloc::vec![0u8; PIECE];
+        let mut at = 0u64;
+        loop {
+            let n = match file.read_at(&mut buf, at) {
+                Ok(n) => n,
+                Err(_) => return false,
+            };
+            let piece = buf.get(..n).unwrap_or_default();
+            if n == 0 {
+                // The whole file, and it did not grow or shrink meanwhile.
+                return at == size;
+            }
+            at += n as u64;
+            if at > size || !same(piece) {
+                return false;
+            }
+        }
+    }
+
+    /// Leaves output `name` as it stands ([`Staging::holds`] said it holds
+    /// this run's bytes); [`Staging::commit`] only sets its times, as a new
+    /// file's would be. Kept in the order of the renames.
+    pub fn keep(&mut self, name: &'static str) {
+        self.staged.push((None, name));
     }
 
     /// `mkdir -p` with mode 0755 (umask applies).
@@ -74,7 +135,7 @@ impl Staging {
             path: self.path_of(name),
             error,
         };
-        let file = self.dir.create_new(&tmp, 0o644).map_err(failed)?;
+        let file = self.dir.create_new(&tmp, NEW_FILE_MODE).map_err(failed)?;
         match file.write_all(bytes).and_then(|()| file.sync_all()) {
             Ok(()) => Ok(tmp),
             Err(error) => {
@@ -89,17 +150,26 @@ impl Staging {
     /// renames it over `name`; dropping the staging first removes it. Adopted in
     /// the order the renames are to be done.
     pub fn adopt(&mut self, tmp: Vec<u8>, name: &'static str) {
-        self.staged.push((tmp, name));
+        self.staged.push((Some(tmp), name));
     }
 
-    /// Renames every temp file over its target, then syncs the directory.
+    /// Renames every temp file over its target (and sets the times of the files
+    /// kept in place), then syncs the directory.
     pub fn commit(mut self) -> Result<(), WriteError> {
         let staged = core::mem::take(&mut self.staged);
         for (i, (tmp, name)) in staged.iter().enumerate() {
+            let Some(tmp) = tmp else {
+                // Best effort: the file holds this run's bytes either way; its
+                // time is what `-A` compares with the modules'.
+                let _ = self.dir.touch(name.as_bytes());
+                continue;
+            };
             if let Err(error) = self.dir.rename(tmp, name.as_bytes()) {
                 // Earlier renames stand (each is atomic); drop the rest.
                 for (t, _) in staged.iter().skip(i) {
-                    let _ = self.dir.remove(t);
+                    if let Some(t) = t {
+                        let _ = self.dir.remove(t);
+                    }
                 }
                 return Err(WriteError {
                     path: self.path_of(name),
@@ -109,7 +179,9 @@ impl Staging {
         }
         // Best effort: every file is complete and in place whether or not the
         // directory's metadata reaches the disk now.
-        let _ = self.dir.sync();
+        if staged.iter().any(|(tmp, _)| tmp.is_some()) {
+            let _ = self.dir.sync();
+        }
         self.remove_dead_runs_temp_files(staged.iter().map(|(_, name)| *name));
         Ok(())
     }
@@ -135,6 +207,9 @@ impl Staging {
         }
     }
 }
+
+/// The mode outputs are created with, as kmod's (less the umask).
+const NEW_FILE_MODE: u32 = 0o644;
 
 /// What this run appends to a file's name for its temp file: `.<pid>.<usec>.<sec>`,
 /// as kmod's (and what [`temp_file_pid`] recognises in a dead run's leftovers).
@@ -169,7 +244,9 @@ impl Drop for Staging {
     /// Anything still staged was not committed: remove it.
     fn drop(&mut self) {
         for (tmp, _) in &self.staged {
-            let _ = self.dir.remove(tmp);
+            if let Some(tmp) = tmp {
+                let _ = self.dir.remove(tmp);
+            }
         }
     }
 }

@@ -533,11 +533,16 @@ fn make_seeds(root: &Path, seeds: &Path) -> Result<(), String> {
         .arg(KVER)
         .env("DEPMOD_CACHE", &small_cache)
         .stderr(Stdio::null()))?;
-    // The cache target appends the checksum itself: seeds are files without it.
+    // The cache target appends the checksum itself: seeds are files without it
+    // (the full cache file and the note of the indexes).
     for entry in fs::read_dir(&small_cache).map_err(|e| e.to_string())? {
-        let bytes = read(&entry.map_err(|e| e.to_string())?.path())?;
+        let path = entry.map_err(|e| e.to_string())?.path();
+        let Some(ext) = path.extension().and_then(|e| e.to_str()) else {
+            continue;
+        };
+        let bytes = read(&path)?;
         let body = &bytes[..bytes.len().saturating_sub(8)];
-        write(&dir("cache"), "small-tree", body)?;
+        write(&dir("cache"), &format!("small-tree-{ext}"), body)?;
     }
     for name in [
         "modules.dep.bin",
