@@ -4,6 +4,7 @@
 use alloc::vec::Vec;
 
 use crate::byteindex::ByteIndex;
+use crate::cache::FileId;
 use crate::config::{Config, Search};
 use crate::diag::Diag;
 use crate::hash;
@@ -18,6 +19,9 @@ pub struct Module {
     pub rel_start: Option<usize>,
     /// Module name (dashes turned into underscores).
     pub name: Vec<u8>,
+    /// What `stat` said of the file when the walk found it, if the host asked
+    /// (with the module cache: the identity a record is checked against).
+    pub found_as: Option<FileId>,
 }
 
 impl Module {
@@ -108,27 +112,39 @@ impl<'c> ModuleSet<'c> {
 
     /// Offers a scanned file; keeps it unless a same-named file ranks higher.
     pub fn offer(&mut self, path: &[u8]) -> Offer {
-        let Some(name) = names::modname(path) else {
-            return Offer::BadName;
+        self.offer_found(path.to_vec(), None)
+            .unwrap_or(Offer::BadName)
+    }
+
+    /// [`ModuleSet::offer`] of a path the walk owns, with what `stat` said of it;
+    /// the path back if no module name can be made of it ([`Offer::BadName`]).
+    pub fn offer_found(
+        &mut self,
+        path: Vec<u8>,
+        found_as: Option<FileId>,
+    ) -> Result<Offer, Vec<u8>> {
+        let Some(name) = names::modname(&path) else {
+            return Err(path);
         };
         let module = Module {
-            path: path.to_vec(),
-            rel_start: self.relative(path),
+            rel_start: self.relative(&path),
+            path,
             name,
+            found_as,
         };
         let Some(i) = self.position(&module.name) else {
             self.add(module);
-            return Offer::Added;
+            return Ok(Offer::Added);
         };
-        match self.modules.get(i) {
-            Some(old) if self.old_wins(&old.path, path) => Offer::Ignored,
+        Ok(match self.modules.get(i) {
+            Some(old) if self.old_wins(&old.path, &module.path) => Offer::Ignored,
             _ => {
                 if let Some(old) = self.modules.get_mut(i) {
                     *old = module;
                 }
                 Offer::Replaced
             }
-        }
+        })
     }
 
     /// Adds a file given on the command line (file mode: no ranking, and a second
@@ -148,6 +164,7 @@ impl<'c> ModuleSet<'c> {
             path: path.to_vec(),
             rel_start: self.relative(path),
             name: name.clone(),
+            found_as: None,
         };
         self.add(module);
         Ok(())

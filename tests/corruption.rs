@@ -1010,6 +1010,24 @@ fn bad_directory_entries() {
             false,
         ),
         (
+            // One level deeper, the walk takes the directory as a part of its
+            // own (on another core); its messages, descriptor numbers included,
+            // must still be kmod's, in kmod's place.
+            "a dangling symlink and a FIFO one directory deeper",
+            vec!["bad_deep_dangling.ko", "bad_deep_fifo.ko"],
+            Box::new(|d: &std::path::Path| {
+                let deep = d.join("bad_deeper");
+                fs::create_dir(&deep).unwrap();
+                symlink("nowhere.ko", deep.join("bad_deep_dangling.ko")).unwrap();
+                let st = Command::new("mkfifo")
+                    .arg(deep.join("bad_deep_fifo.ko"))
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+            }),
+            false,
+        ),
+        (
             "FIFO named bad_fifo.ko",
             vec!["bad_fifo.ko"],
             Box::new(|d: &std::path::Path| {

@@ -14,7 +14,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::sys::{self, Errno, File};
-use crate::cache::{Cache, Provenance};
+use crate::cache::{Cache, FileId, Provenance};
 use crate::decompress::{self, Format};
 use crate::digest::digest;
 use crate::scan::{LoadError, ModuleData};
@@ -96,7 +96,7 @@ pub struct CacheUse<'c, 'a> {
 /// record fingerprinted is not decompressed; either way the provenance for the
 /// next cache comes back too.
 fn load_one(
-    path: &[u8],
+    path: (&[u8], Option<FileId>),
     bufs: &mut Buffers,
     cache: Option<CacheUse<'_, '_>>,
 ) -> (ModuleData, Option<Provenance>, Source) {
@@ -111,15 +111,16 @@ fn load_one(
 /// ([`BIG_COMPRESSED`]) that another worker's large module is holding up gives
 /// `None` at once: the worker goes on with other modules and comes back to it.
 fn load_or_defer(
-    path: &[u8],
+    (path, found_as): (&[u8], Option<FileId>),
     bufs: &mut Buffers,
     cache: Option<CacheUse<'_, '_>>,
     may_defer: bool,
 ) -> Option<(ModuleData, Option<Provenance>, Source)> {
     if let Some(c) = cache {
         if let Some(record) = c.cache.by_path(path) {
-            if let Ok(meta) = sys::metadata(path) {
-                let id = meta.file_id();
+            // What the walk's `stat` said, or ours now.
+            let id = found_as.or_else(|| sys::metadata(path).ok().map(|m| m.file_id()));
+            if let Some(id) = id {
                 if record.trusted_for(&id) {
                     if let Some(data) = record.data() {
                         let p = Provenance {
@@ -278,7 +279,9 @@ pub struct Loaded {
 
 /// Loads every module in `paths` (in parallel), returning results in the same
 /// order, each with its provenance for the next cache when a cache is in use.
-pub fn load_all(paths: &[&[u8]], cache: Option<CacheUse<'_, '_>>) -> Loaded {
+/// Each path comes with what `stat` said of it when the walk found it, if it
+/// asked (see `walk::scan_tree`).
+pub fn load_all(paths: &[(&[u8], Option<FileId>)], cache: Option<CacheUse<'_, '_>>) -> Loaded {
     let n = paths.len();
     let workers = sys::parallelism().min(n.max(1));
     let next = AtomicUsize::new(0);
@@ -357,7 +360,7 @@ mod tests {
         let bytes = elf();
         let t = Temp::new("whole", &bytes);
         let mut bufs = Buffers::default();
-        let (got, _, _) = load_one(t.path(), &mut bufs, None);
+        let (got, _, _) = load_one((t.path(), None), &mut bufs, None);
         let whole = ModuleData::from_image(&bytes);
         assert_eq!(format!("{got:?}"), format!("{whole:?}"));
         assert!(bufs.file.is_empty(), "read whole");
@@ -379,7 +382,7 @@ mod tests {
         assert!(image.iter().all(|&b| b == 0));
         // What the whole read then gives: the verdict on the file as it is.
         let mut bufs = Buffers::default();
-        let (got, _, _) = load_one(t.path(), &mut bufs, None);
+        let (got, _, _) = load_one((t.path(), None), &mut bufs, None);
         assert_eq!(
             format!("{got:?}"),
             format!("{:?}", ModuleData::from_image(half))

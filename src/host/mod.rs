@@ -19,6 +19,7 @@ use sys::Errno;
 
 pub use report::{io_error, strerror, DiagContext, Level, Report};
 
+use crate::cache::FileId;
 use crate::diag::Diag;
 use crate::modset::{AddError, ModuleSet};
 use crate::output::Outputs;
@@ -235,12 +236,16 @@ fn run_with_context(
     };
     let mut set = ModuleSet::new(dir, &cfg);
     if all {
-        if let Err(e) = walk::scan_tree(dir, &mut set, &cfg.excludes, report) {
+        // With the cache, each module file is `stat`ed where the walk finds it
+        // (relative to its directory, on the walk's cores): what its record is
+        // checked against.
+        let walk_opts = (&cfg.excludes[..], cache_loading.is_some());
+        if let Err(e) = walk::scan_tree(dir, &mut set, walk_opts, report) {
             report.fatal(format_args!("could not search modules: {}", io_error(e)));
             return 1;
         }
         for ext in &cfg.externals {
-            let _ = walk::scan_tree(ext, &mut set, &cfg.excludes, report);
+            let _ = walk::scan_tree(ext, &mut set, walk_opts, report);
         }
     } else {
         for f in &opts.files {
@@ -322,7 +327,11 @@ fn run_with_context(
     }
 
     // Load and resolve.
-    let path_refs: Vec<&[u8]> = paths.iter().map(|p| p.as_slice()).collect();
+    let path_refs: Vec<(&[u8], Option<FileId>)> = paths
+        .iter()
+        .zip(&modules)
+        .map(|(p, m)| (p.as_slice(), m.found_as))
+        .collect();
     let mut cache_file = cache_loading.map(sys::Background::join);
     if let Some(f) = &cache_file {
         f.report_read_error(report);
