@@ -120,21 +120,22 @@ fn modinfo(section: Option<&[u8]>) -> Vec<(InfoKey, &[u8])> {
     let Some(section) = section else {
         return Vec::new();
     };
-    strings(section)
-        .filter_map(|rec| {
-            // A record without `=` is a key with an empty value.
-            let mut parts = rec.splitn(2, |&b| b == b'=');
-            let key = parts.next().unwrap_or(rec);
-            let value = parts.next().unwrap_or_default();
-            let key = match key {
-                b"alias" => InfoKey::Alias,
-                b"softdep" => InfoKey::Softdep,
-                b"weakdep" => InfoKey::Weakdep,
-                _ => return None,
-            };
-            Some((key, value))
-        })
-        .collect()
+    // At most one record per NUL, and one more: room for all at once.
+    let mut list = Vec::with_capacity(section.iter().filter(|&&b| b == 0).count() + 1);
+    list.extend(strings(section).filter_map(|rec| {
+        // A record without `=` is a key with an empty value.
+        let mut parts = rec.splitn(2, |&b| b == b'=');
+        let key = parts.next().unwrap_or(rec);
+        let value = parts.next().unwrap_or_default();
+        let key = match key {
+            b"alias" => InfoKey::Alias,
+            b"softdep" => InfoKey::Softdep,
+            b"weakdep" => InfoKey::Weakdep,
+            _ => return None,
+        };
+        Some((key, value))
+    }));
+    list
 }
 
 fn exports<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> Result<Vec<Export<'a>>, ElfError> {
@@ -224,11 +225,13 @@ fn imports<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> Vec<Import<'a>> {
         .iter()
         .map(|v| v.field.contains(&0).then(|| cstr(v.field)))
         .collect();
-    let mut by_hash: Vec<(u32, u32)> = names
-        .iter()
-        .enumerate()
-        .filter_map(|(i, n)| n.map(|n| (fnv(n), i as u32)))
-        .collect();
+    let mut by_hash: Vec<(u32, u32)> = Vec::with_capacity(names.len());
+    by_hash.extend(
+        names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.map(|n| (fnv(n), i as u32))),
+    );
     by_hash.sort_unstable();
     // modpost writes `__versions` in the order the imports come in the symbol
     // table, so the entry after the last one matched is nearly always the next
@@ -240,7 +243,8 @@ fn imports<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> Vec<Import<'a>> {
     });
     let mut next = 0usize;
     let sparc = matches!(elf.machine(), EM_SPARC | EM_SPARCV9);
-    let mut list = Vec::new();
+    // Nearly every import has its `__versions` entry (with MODVERSIONS).
+    let mut list = Vec::with_capacity(versions.len());
     for i in 1..count {
         let Some(sym) = elf.sym(symtab, i) else {
             return Vec::new();
@@ -385,6 +389,9 @@ impl ModuleData {
             + exports.iter().map(|e| e.name.len()).sum::<usize>()
             + scan.imports.iter().map(|i| i.name.len()).sum::<usize>();
         d.arena.reserve_exact(size);
+        d.modinfo.reserve_exact(scan.modinfo.len());
+        d.exports.reserve_exact(exports.len());
+        d.imports.reserve_exact(scan.imports.len());
         for &(k, v) in &scan.modinfo {
             let s = d.push(v);
             d.modinfo.push((k, s));

@@ -135,21 +135,46 @@ pub struct Plan {
     filled: Vec<Range<u64>>,
     /// The ranges of the last [`Step::Read`].
     batch: Vec<Range<u64>>,
+    /// What the current step wants (scratch, kept for the next step and file).
+    wanted: Vec<Range<u64>>,
+    /// Scratch for merging into `filled`.
+    spare: Vec<Range<u64>>,
+    /// Scratch: the sections `__crc_` symbols point into.
+    shndx: Vec<u16>,
 }
 
 impl Plan {
     /// The plan for a file of `len` bytes whose first [`HEAD`] bytes are in the image
     /// already (the caller read them, and reads the whole file if it is not longer).
     pub fn new(len: u64) -> Plan {
-        Plan {
+        let mut plan = Plan {
             len,
             phase: Phase::Table,
             header: None,
             names: 0..0,
             found: [0; WANTED.len()],
-            filled: alloc::vec![0..(HEAD as u64).min(len)],
+            filled: Vec::new(),
             batch: Vec::new(),
-        }
+            wanted: Vec::new(),
+            spare: Vec::new(),
+            shndx: Vec::new(),
+        };
+        plan.reset(len);
+        plan
+    }
+
+    /// Makes this the plan of another file, as [`Plan::new`] would, keeping the
+    /// buffers it has grown (a worker plans thousands of files).
+    pub fn reset(&mut self, len: u64) {
+        self.len = len;
+        self.phase = Phase::Table;
+        self.header = None;
+        self.names = 0..0;
+        self.found = [0; WANTED.len()];
+        self.filled.clear();
+        self.filled.push(0..(HEAD as u64).min(len));
+        self.batch.clear();
+        self.wanted.clear();
     }
 
     /// Every range of the image filled so far (or being filled by the last
@@ -166,17 +191,21 @@ impl Plan {
             return Step::Full;
         }
         loop {
-            let wanted = match self.phase {
+            self.wanted.clear();
+            let planned = match self.phase {
                 Phase::Table => self.table(image),
                 Phase::Names => self.names(image),
                 Phase::Sections => self.sections(image),
                 Phase::Symbols => self.symbols(image),
                 Phase::Done => return Step::Scan,
             };
-            let Some(wanted) = wanted else {
+            if planned.is_none() {
                 return Step::Full;
-            };
-            if self.ask(wanted) {
+            }
+            let mut wanted = core::mem::take(&mut self.wanted);
+            let asked = self.ask(&mut wanted);
+            self.wanted = wanted;
+            if asked {
                 return Step::Read(&self.batch);
             }
         }
@@ -184,7 +213,7 @@ impl Plan {
 
     /// Step 1: the header, checked as [`crate::elf::Elf::parse`] checks it; the
     /// section table, and the bytes before it.
-    fn table(&mut self, image: &[u8]) -> Option<Vec<Range<u64>>> {
+    fn table(&mut self, image: &[u8]) -> Option<()> {
         let &[0x7f, b'E', b'L', b'F', class, encoding, ..] = image.first_chunk::<16>()? else {
             return None;
         };
@@ -226,7 +255,8 @@ impl Plan {
             shstrndx,
         });
         self.phase = Phase::Names;
-        Some(alloc::vec![shoff.saturating_sub(TABLE_LEAD)..end])
+        self.wanted.push(shoff.saturating_sub(TABLE_LEAD)..end);
+        Some(())
     }
 
     /// Section header `idx` (in the table, which is in the image by now).
@@ -251,7 +281,7 @@ impl Plan {
     }
 
     /// Step 2: the section-name table.
-    fn names(&mut self, image: &[u8]) -> Option<Vec<Range<u64>>> {
+    fn names(&mut self, image: &[u8]) -> Option<()> {
         let h = self.header?;
         let names = self.shdr(image, h.shstrndx)?.range(self.len)?;
         if names.is_empty() {
@@ -259,17 +289,17 @@ impl Plan {
         }
         self.names = names.clone();
         self.phase = Phase::Sections;
-        Some(alloc::vec![names])
+        self.wanted.push(names);
+        Some(())
     }
 
     /// Step 3: the sections the scan looks up by name, and the usual CRC sections.
-    fn sections(&mut self, image: &[u8]) -> Option<Vec<Range<u64>>> {
+    fn sections(&mut self, image: &[u8]) -> Option<()> {
         let h = self.header?;
         let names = slice(image, &self.names)?;
         if names.last() != Some(&0) {
             return None;
         }
-        let mut wanted = Vec::new();
         for i in 1..h.shnum {
             let s = self.shdr(image, i)?;
             // A name offset outside the table names nothing the scan looks for.
@@ -289,15 +319,15 @@ impl Plan {
                 continue;
             }
             if let Some(r) = s.range(self.len) {
-                wanted.push(r);
+                self.wanted.push(r);
             }
         }
         self.phase = Phase::Symbols;
-        Some(wanted)
+        Some(())
     }
 
     /// Step 4: the sections `__crc_` symbols point into.
-    fn symbols(&mut self, image: &[u8]) -> Option<Vec<Range<u64>>> {
+    fn symbols(&mut self, image: &[u8]) -> Option<()> {
         let h = self.header?;
         self.phase = Phase::Done;
         let section = |w: usize| -> Option<Range<u64>> {
@@ -308,7 +338,7 @@ impl Plan {
         };
         // Without both tables in the file the scan reads no symbol.
         let (Some(symtab), Some(strtab)) = (section(SYMTAB), section(STRTAB)) else {
-            return Some(Vec::new());
+            return Some(());
         };
         let (symtab, strtab) = (slice(image, &symtab)?, slice(image, &strtab)?);
         if strtab.last().is_some_and(|&b| b != 0) {
@@ -318,7 +348,8 @@ impl Plan {
         if symtab.len() / size > MAX_SYMBOLS {
             return None;
         }
-        let mut shndx: Vec<u16> = Vec::new();
+        let mut shndx = core::mem::take(&mut self.shndx);
+        shndx.clear();
         for sym in symtab.chunks_exact(size) {
             let e = h.endian;
             let (name, idx) = if h.is64 {
@@ -342,22 +373,22 @@ impl Plan {
                 shndx.push(idx);
             }
         }
-        let mut wanted = Vec::new();
-        for idx in shndx {
+        for &idx in &shndx {
             if let Some(r) = self.shdr(image, idx)?.range(self.len) {
-                wanted.push(r);
+                self.wanted.push(r);
             }
         }
-        Some(wanted)
+        self.shndx = shndx;
+        Some(())
     }
 
     /// Records `wanted` as asked for, and puts what is not in the image yet into
     /// `batch` (ranges closer than [`GAP`] joined). False when nothing is missing.
-    fn ask(&mut self, mut wanted: Vec<Range<u64>>) -> bool {
+    fn ask(&mut self, wanted: &mut Vec<Range<u64>>) -> bool {
         self.batch.clear();
         wanted.retain(|r| !r.is_empty());
         wanted.sort_unstable_by_key(|r| r.start);
-        for r in wanted {
+        for r in wanted.iter().cloned() {
             // The parts of `r` not filled yet.
             let mut start = r.start;
             for f in &self.filled {
@@ -383,7 +414,7 @@ impl Plan {
             return false;
         }
         for r in &self.batch {
-            add(&mut self.filled, r.clone());
+            add(&mut self.filled, &mut self.spare, r.clone());
         }
         true
     }
@@ -401,10 +432,12 @@ fn push_joined(batch: &mut Vec<Range<u64>>, r: Range<u64>) {
     batch.push(r);
 }
 
-/// Adds `r` to the sorted, disjoint set `set`, merging what it touches.
-fn add(set: &mut Vec<Range<u64>>, r: Range<u64>) {
+/// Adds `r` to the sorted, disjoint set `set`, merging what it touches (`spare`:
+/// scratch, swapped with `set`).
+fn add(set: &mut Vec<Range<u64>>, spare: &mut Vec<Range<u64>>, r: Range<u64>) {
     let mut merged = r;
-    let mut out = Vec::with_capacity(set.len() + 1);
+    let out = spare;
+    out.clear();
     let mut placed = false;
     for f in set.drain(..) {
         if f.end < merged.start {
@@ -422,7 +455,7 @@ fn add(set: &mut Vec<Range<u64>>, r: Range<u64>) {
     if !placed {
         out.push(merged);
     }
-    *set = out;
+    core::mem::swap(set, out);
 }
 
 fn slice<'a>(image: &'a [u8], r: &Range<u64>) -> Option<&'a [u8]> {
@@ -436,18 +469,18 @@ mod tests {
 
     #[test]
     fn ranges_merge_and_subtract() {
-        let mut set = Vec::new();
-        add(&mut set, 0..64);
-        add(&mut set, 100..200);
-        add(&mut set, 300..400);
-        add(&mut set, 150..300);
+        let (mut set, mut spare) = (Vec::new(), Vec::new());
+        add(&mut set, &mut spare, 0..64);
+        add(&mut set, &mut spare, 100..200);
+        add(&mut set, &mut spare, 300..400);
+        add(&mut set, &mut spare, 150..300);
         assert_eq!(set, vec![0..64, 100..400]);
-        add(&mut set, 64..100);
+        add(&mut set, &mut spare, 64..100);
         assert_eq!(set, vec![0..400]);
 
         let mut p = Plan::new(1 << 20);
         p.filled.push(10_000..12_000);
-        assert!(p.ask(vec![9_000..21_000, 100_000..100_010, 30_000..31_000]));
+        assert!(p.ask(&mut vec![9_000..21_000, 100_000..100_010, 30_000..31_000]));
         // What is missing of 9_000..21_000 is two pieces closer than GAP: one read.
         assert_eq!(
             p.batch,
@@ -457,8 +490,8 @@ mod tests {
             p.filled,
             vec![0..64, 9_000..21_000, 30_000..31_000, 100_000..100_010]
         );
-        assert!(!p.ask(vec![9_500..9_600, 0..10]));
-        assert!(p.ask(vec![0..70, 1..2]));
+        assert!(!p.ask(&mut vec![9_500..9_600, 0..10]));
+        assert!(p.ask(&mut vec![0..70, 1..2]));
         assert_eq!(p.batch.len(), 1);
         assert_eq!(p.batch.first(), Some(&(64..70)));
     }

@@ -64,6 +64,8 @@ struct Buffers {
     /// nothing is read, between modules all zero. Grown without writing to it (the
     /// allocator's zeroed pages), so only the pages ever read into are touched.
     image: Vec<u8>,
+    /// The read plan of the plain module at hand, reused from one to the next.
+    plan: Option<Plan>,
     decoders: decompress::Decoders,
 }
 
@@ -172,7 +174,8 @@ fn load_or_defer(
         // file is not a plain ELF file, or meets a surprise (an error, a file shorter
         // than `fstat` said): that read then gives the verdict it gives today.
         if file.read_at(&mut head, 0) == Ok(head.len()) && head.starts_with(b"\x7fELF") {
-            if let Some(data) = load_sparse(&file, len, &head, &mut bufs.image) {
+            let plan = bufs.plan.get_or_insert_with(|| Plan::new(len));
+            if let Some(data) = load_sparse(&file, len, &head, &mut bufs.image, plan) {
                 return Some((data, provenance, Source::Read));
             }
         }
@@ -224,7 +227,13 @@ fn load_or_defer(
 /// into `image` (all zero on entry and on return). `None`: read it whole instead
 /// (the plan gave up, or a read failed or came short: the file changed meanwhile,
 /// and the whole read meets it as before).
-fn load_sparse(file: &File, len: u64, head: &[u8], image: &mut Vec<u8>) -> Option<ModuleData> {
+fn load_sparse(
+    file: &File,
+    len: u64,
+    head: &[u8],
+    image: &mut Vec<u8>,
+    plan: &mut Plan,
+) -> Option<ModuleData> {
     let n = usize::try_from(len).ok()?;
     if image.len() < n {
         // Freshly zeroed memory (not written to: the allocator's zero pages), as much
@@ -235,7 +244,7 @@ fn load_sparse(file: &File, len: u64, head: &[u8], image: &mut Vec<u8>) -> Optio
     }
     let image = image.get_mut(..n)?;
     image.get_mut(..head.len())?.copy_from_slice(head);
-    let mut plan = Plan::new(len);
+    plan.reset(len);
     let result = loop {
         match plan.next(image) {
             Step::Read(ranges) => {
@@ -378,7 +387,8 @@ mod tests {
         std::fs::write(&t.0, half).unwrap();
         let mut image = Vec::new();
         let head = &bytes[..sparse::HEAD];
-        assert!(load_sparse(&file, bytes.len() as u64, head, &mut image).is_none());
+        let mut plan = Plan::new(0);
+        assert!(load_sparse(&file, bytes.len() as u64, head, &mut image, &mut plan).is_none());
         assert!(image.iter().all(|&b| b == 0));
         // What the whole read then gives: the verdict on the file as it is.
         let mut bufs = Buffers::default();
