@@ -1172,3 +1172,55 @@ fn without_the_cache_every_output_is_written_anew() {
         OUTPUTS.len()
     );
 }
+
+/// A kept output's times are set as a new file's would be, so `-A` (kmod's
+/// "modules.dep newer than every module?") after a cached run that kept
+/// everything finds the indexes up to date and writes nothing, as after a run
+/// that wrote them.
+#[test]
+fn quick_check_after_kept_outputs_finds_them_up_to_date() {
+    let mut pool = Pool::load();
+    let mut rng = Rng(15);
+    let b = initial_tree(&mut pool, &mut rng, 8);
+    // `-A` looks at the module directory's own modules.dep: no `-o` here.
+    let run = |extra: &[&str], cached: bool| {
+        let mut c = Command::new(ours());
+        c.arg("-b")
+            .arg(b.root())
+            .arg("-C")
+            .arg(b.conf())
+            .args(extra)
+            .arg(KVER)
+            .env("LC_ALL", "C")
+            .env_remove("DEPMOD_CACHE");
+        if cached {
+            c.env("DEPMOD_CACHE", b.cache());
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    run(&[], true);
+    // `-A` compares whole seconds.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (rel, &(i, form)) = b.present.iter().next().unwrap();
+    let bytes = match form {
+        Form::Plain => {
+            let mut v = pool.bytes(i, form, 6);
+            v.push(0);
+            v
+        }
+        _ => pool.bytes(i, form, 9),
+    };
+    fs::write(b.moddir().join(rel), bytes).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let before = output_inodes(&b.moddir());
+    run(&[], true);
+    let kept = output_inodes(&b.moddir());
+    assert_eq!(rewritten(&before, &kept), Vec::<String>::new(), "all kept");
+    run(&["-A"], false);
+    assert_eq!(
+        rewritten(&kept, &output_inodes(&b.moddir())),
+        Vec::<String>::new(),
+        "-A found the kept indexes up to date"
+    );
+}
