@@ -190,10 +190,14 @@ fn crc_exports<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> Option<Vec<Export<'a>>> {
 }
 
 /// One `__versions` entry: the CRC and the name field (NUL-padded, not necessarily
-/// terminated).
+/// terminated); the name (`None`: the field has no NUL, and kmod 34 never matches
+/// it); whether an import matched it. One list for all of it: one allocation per
+/// module, not three.
 struct Version<'a> {
     crc: u64,
     field: &'a [u8],
+    name: Option<&'a [u8]>,
+    used: bool,
 }
 
 fn versions<'a>(elf: &Elf<'a>, section: Option<&'a [u8]>) -> Vec<Version<'a>> {
@@ -206,9 +210,14 @@ fn versions<'a>(elf: &Elf<'a>, section: Option<&'a [u8]>) -> Vec<Version<'a>> {
     let crc_len = if elf.is64() { 8 } else { 4 };
     section
         .chunks_exact(64)
-        .map(|entry| Version {
-            crc: elf.word(entry, 0, elf.is64()).unwrap_or(0),
-            field: entry.get(crc_len..).unwrap_or_default(),
+        .map(|entry| {
+            let field = entry.get(crc_len..).unwrap_or_default();
+            Version {
+                crc: elf.word(entry, 0, elf.is64()).unwrap_or(0),
+                field,
+                name: field.contains(&0).then(|| cstr(field)),
+                used: false,
+            }
         })
         .collect()
 }
@@ -217,20 +226,16 @@ fn imports<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> Vec<Import<'a>> {
     let Some((symtab, strtab, count)) = s.symtab else {
         return Vec::new();
     };
-    let versions = versions(elf, s.versions);
-    let mut used = alloc::vec![false; versions.len()];
+    let mut versions = versions(elf, s.versions);
     // kmod 34: a name field without a NUL inside never matches. kmod searches the
     // entries linearly for each import; a sorted index finds the same (first) entry.
-    let names: Vec<Option<&[u8]>> = versions
-        .iter()
-        .map(|v| v.field.contains(&0).then(|| cstr(v.field)))
-        .collect();
-    let mut by_hash: Vec<(u32, u32)> = Vec::with_capacity(names.len());
+    let name_of = |versions: &[Version<'a>], j: usize| versions.get(j).and_then(|v| v.name);
+    let mut by_hash: Vec<(u32, u32)> = Vec::with_capacity(versions.len());
     by_hash.extend(
-        names
+        versions
             .iter()
             .enumerate()
-            .filter_map(|(i, n)| n.map(|n| (fnv(n), i as u32))),
+            .filter_map(|(i, v)| v.name.map(|n| (fnv(n), i as u32))),
     );
     by_hash.sort_unstable();
     // modpost writes `__versions` in the order the imports come in the symbol
@@ -238,7 +243,9 @@ fn imports<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> Vec<Import<'a>> {
     // import's: tried first, it spares the hash and the search. Only when no
     // name is there twice, where the one equal name is the first (kmod's).
     let unique = by_hash.windows(2).all(|w| match w {
-        [(h1, i), (h2, j)] => h1 != h2 || names.get(*i as usize) != names.get(*j as usize),
+        [(h1, i), (h2, j)] => {
+            h1 != h2 || name_of(&versions, *i as usize) != name_of(&versions, *j as usize)
+        }
         _ => true,
     });
     let mut next = 0usize;
@@ -264,7 +271,7 @@ fn imports<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> Vec<Import<'a>> {
             continue;
         }
         let mut crc = 0;
-        let found = if unique && names.get(next) == Some(&Some(name)) {
+        let found = if unique && name_of(&versions, next) == Some(name) {
             Some(next as u32)
         } else {
             let h = fnv(name);
@@ -276,14 +283,13 @@ fn imports<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> Vec<Import<'a>> {
                 .unwrap_or_default()
                 .iter()
                 .take_while(|&&(k, _)| k == h)
-                .find(|&&(_, j)| names.get(j as usize) == Some(&Some(name)))
+                .find(|&&(_, j)| name_of(&versions, j as usize) == Some(name))
                 .map(|&(_, j)| j)
         };
-        // `j` indexes `versions`, `names` and `used` alike.
         if let Some(j) = found {
-            if let (Some(v), Some(u)) = (versions.get(j as usize), used.get_mut(j as usize)) {
+            if let Some(v) = versions.get_mut(j as usize) {
                 crc = v.crc;
-                *u = true;
+                v.used = true;
             }
             next = j as usize + 1;
         }
@@ -293,8 +299,8 @@ fn imports<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> Vec<Import<'a>> {
             weak: sym.is_weak(),
         });
     }
-    for (v, used) in versions.iter().zip(used) {
-        if used {
+    for v in &versions {
+        if v.used {
             continue;
         }
         if !v.field.contains(&0) {
