@@ -561,15 +561,7 @@ fn is_up_to_date(dir: &[u8], report: &Report) -> bool {
         let m = match sys::metadata(&path) {
             Ok(m) => m,
             Err(e) => {
-                report.log_bytes(
-                    Level::Error,
-                    &[
-                        format!("fstatat({fd}, ").as_bytes(),
-                        name,
-                        b"): ",
-                        io_error(e).as_bytes(),
-                    ],
-                );
+                report.log_bytes(Level::Error, &[&walk::fstatat_failed(fd, name, e)]);
                 continue;
             }
         };

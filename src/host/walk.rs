@@ -146,13 +146,7 @@ pub fn scan_tree(
     (excludes, stat_modules): (&[Vec<u8>], bool),
     report: &Report,
 ) -> sys::Result<()> {
-    let mut walk = Walk {
-        excludes,
-        stat_modules,
-        found: Vec::new(),
-        parts: Vec::new(),
-        buf: Vec::new(),
-    };
+    let mut walk = Walk::new(excludes, stat_modules);
     let dir = sys::WalkDir::open(root)
         .and_then(|d| Ok((d.entries(&mut walk.buf)?, d)))
         .inspect_err(|&e| {
@@ -237,6 +231,18 @@ struct Walk<'e> {
     buf: Vec<u8>,
 }
 
+/// kmod's words when `fstatat` of an entry fails (`fd`: the number its
+/// directory's descriptor would have in kmod).
+pub(super) fn fstatat_failed(fd: usize, name: &[u8], e: sys::Errno) -> Vec<u8> {
+    [
+        format!("fstatat({fd}, ").as_bytes(),
+        name,
+        b"): ",
+        io_error(e).as_bytes(),
+    ]
+    .concat()
+}
+
 /// Offers one found module to the set, or says one message.
 fn replay(found: Found, set: &mut ModuleSet<'_>, report: &Report) {
     match found {
@@ -258,13 +264,7 @@ fn walk_parts(parts: &[Part], excludes: &[Vec<u8>], stat_modules: bool) -> Vec<V
     }
     let next = AtomicUsize::new(0);
     let done = sys::run_workers(sys::parallelism().min(parts.len()), &|| {
-        let mut walk = Walk {
-            excludes,
-            stat_modules,
-            found: Vec::new(),
-            parts: Vec::new(),
-            buf: Vec::new(),
-        };
+        let mut walk = Walk::new(excludes, stat_modules);
         let mut mine = Vec::new();
         loop {
             let k = next.fetch_add(1, Ordering::Relaxed);
@@ -284,7 +284,17 @@ fn walk_parts(parts: &[Part], excludes: &[Vec<u8>], stat_modules: bool) -> Vec<V
     by_part
 }
 
-impl Walk<'_> {
+impl<'e> Walk<'e> {
+    fn new(excludes: &'e [Vec<u8>], stat_modules: bool) -> Walk<'e> {
+        Walk {
+            excludes,
+            stat_modules,
+            found: Vec::new(),
+            parts: Vec::new(),
+            buf: Vec::new(),
+        }
+    }
+
     fn say(&mut self, level: Level, parts: &[&[u8]]) {
         self.found.push(Found::Said(level, parts.concat()));
     }
@@ -416,15 +426,7 @@ impl Walk<'_> {
                     .map_or_else(|| sys::metadata(&path), |d| d.metadata_at(name))
                 {
                     Err(e) => {
-                        self.say(
-                            Level::Error,
-                            &[
-                                format!("fstatat({fd}, ").as_bytes(),
-                                name,
-                                b"): ",
-                                io_error(e).as_bytes(),
-                            ],
-                        );
+                        self.say(Level::Error, &[&fstatat_failed(fd, name, e)]);
                         continue;
                     }
                     Ok(m) if m.is_file() => (false, Some(m)),
