@@ -143,6 +143,13 @@ pub struct Plan {
     shndx: Vec<u16>,
 }
 
+impl Default for Plan {
+    /// The plan of an empty file, to be [`Plan::reset`] for a real one.
+    fn default() -> Plan {
+        Plan::new(0)
+    }
+}
+
 impl Plan {
     /// The plan for a file of `len` bytes whose first [`HEAD`] bytes are in the image
     /// already (the caller read them, and reads the whole file if it is not longer).

@@ -64,8 +64,8 @@ struct Buffers {
     /// nothing is read, between modules all zero. Grown without writing to it (the
     /// allocator's zeroed pages), so only the pages ever read into are touched.
     image: Vec<u8>,
-    /// The read plan of the plain module at hand, reused from one to the next.
-    plan: Option<Plan>,
+    /// The read plan of the plain module at hand, reset for each.
+    plan: Plan,
     decoders: decompress::Decoders,
 }
 
@@ -174,8 +174,7 @@ fn load_or_defer(
         // file is not a plain ELF file, or meets a surprise (an error, a file shorter
         // than `fstat` said): that read then gives the verdict it gives today.
         if file.read_at(&mut head, 0) == Ok(head.len()) && head.starts_with(b"\x7fELF") {
-            let plan = bufs.plan.get_or_insert_with(|| Plan::new(len));
-            if let Some(data) = load_sparse(&file, len, &head, &mut bufs.image, plan) {
+            if let Some(data) = load_sparse(&file, len, &head, &mut bufs.image, &mut bufs.plan) {
                 return Some((data, provenance, Source::Read));
             }
         }

@@ -263,32 +263,17 @@ pub(super) fn write_outputs(
         return (0, Vec::new());
     }
     let outdir = to.outdir;
+    // kmod's FATAL when the output directory cannot be made or opened.
+    let fatal = |what: &[u8], e: Errno| {
+        report.log_bytes(Level::Fatal, &[what, outdir, b": ", io_error(e).as_bytes()]);
+        (1, Vec::new())
+    };
     if let Err(e) = write::Staging::create_dir(outdir) {
-        report.log_bytes(
-            Level::Fatal,
-            &[
-                b"could not create directory ",
-                outdir,
-                b": ",
-                io_error(e).as_bytes(),
-            ],
-        );
-        return (1, Vec::new());
+        return fatal(b"could not create directory ", e);
     }
     let mut staging = match write::Staging::open(outdir, to.umask) {
         Ok(s) => s,
-        Err(e) => {
-            report.log_bytes(
-                Level::Fatal,
-                &[
-                    b"could not open directory ",
-                    outdir,
-                    b": ",
-                    io_error(e).as_bytes(),
-                ],
-            );
-            return (1, Vec::new());
-        }
+        Err(e) => return fatal(b"could not open directory ", e),
     };
     let mut done = produce_all(outputs, dir, &staging, to.note);
     // Every temp file written is the staging's from now on, so that whatever

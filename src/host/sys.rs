@@ -372,9 +372,15 @@ pub fn read_dir(path: &[u8]) -> Result<Vec<(Vec<u8>, Option<EntryType>)>> {
 
 /// Sets a file's times to now (`utimensat(2)`), as `touch` does.
 pub fn touch(path: &[u8]) -> Result<()> {
+    touch_at(libc::AT_FDCWD, path, 0)
+}
+
+/// `utimensat(dir, path, now, flags)`: `path`'s times set to now.
+fn touch_at(dir: c_int, path: &[u8], flags: c_int) -> Result<()> {
     let c = c_path(path)?;
-    // SAFETY: `c` is NUL-terminated; a null `times` means "now" for both.
-    if unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr().cast(), core::ptr::null(), 0) } != 0 {
+    // SAFETY: `dir` is `AT_FDCWD` or an open directory descriptor; `c` is
+    // NUL-terminated; a null `times` means "now" for both.
+    if unsafe { libc::utimensat(dir, c.as_ptr().cast(), core::ptr::null(), flags) } != 0 {
         return Err(Errno::last());
     }
     Ok(())
@@ -455,15 +461,7 @@ impl DirFd {
     /// Sets the times of `name` in this directory to now (`utimensat(2)`), not
     /// following a symbolic link.
     pub fn touch(&self, name: &[u8]) -> Result<()> {
-        let c = c_path(name)?;
-        let flags = libc::AT_SYMLINK_NOFOLLOW;
-        // SAFETY: `self.0.0` is an open directory descriptor; `c` is
-        // NUL-terminated; a null `times` means "now" for both.
-        if unsafe { libc::utimensat((self.0).0, c.as_ptr().cast(), core::ptr::null(), flags) } != 0
-        {
-            return Err(Errno::last());
-        }
-        Ok(())
+        touch_at((self.0).0, name, libc::AT_SYMLINK_NOFOLLOW)
     }
 
     /// `renameat(2)` of `from` over `to`, both in this directory.
