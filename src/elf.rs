@@ -86,6 +86,50 @@ fn range(data: &[u8], offset: u64, size: u64) -> Option<&[u8]> {
     data.get(usize::try_from(offset).ok()?..usize::try_from(end).ok()?)
 }
 
+/// A symbol table entry at the start of `entry`: `Elf64_Sym` (24 bytes) or
+/// `Elf32_Sym` (16), in the given byte order. (Each order builds its own words
+/// from the bytes, so that each is one load.)
+#[inline(always)]
+pub(crate) fn decode_sym(entry: &[u8], is64: bool, little: bool) -> Option<Sym> {
+    if is64 {
+        let &[n0, n1, n2, n3, info, _, s0, s1, v0, v1, v2, v3, v4, v5, v6, v7, ..] =
+            entry.first_chunk::<24>()?;
+        Some(if little {
+            Sym {
+                name: u32::from_le_bytes([n0, n1, n2, n3]),
+                info,
+                shndx: u16::from_le_bytes([s0, s1]),
+                value: u64::from_le_bytes([v0, v1, v2, v3, v4, v5, v6, v7]),
+            }
+        } else {
+            Sym {
+                name: u32::from_be_bytes([n0, n1, n2, n3]),
+                info,
+                shndx: u16::from_be_bytes([s0, s1]),
+                value: u64::from_be_bytes([v0, v1, v2, v3, v4, v5, v6, v7]),
+            }
+        })
+    } else {
+        let &[n0, n1, n2, n3, v0, v1, v2, v3, _, _, _, _, info, _, s0, s1] =
+            entry.first_chunk::<16>()?;
+        Some(if little {
+            Sym {
+                name: u32::from_le_bytes([n0, n1, n2, n3]),
+                value: u64::from(u32::from_le_bytes([v0, v1, v2, v3])),
+                info,
+                shndx: u16::from_le_bytes([s0, s1]),
+            }
+        } else {
+            Sym {
+                name: u32::from_be_bytes([n0, n1, n2, n3]),
+                value: u64::from(u32::from_be_bytes([v0, v1, v2, v3])),
+                info,
+                shndx: u16::from_be_bytes([s0, s1]),
+            }
+        })
+    }
+}
+
 impl<'a> Elf<'a> {
     /// Validates the identification, header and section-name table as kmod does.
     pub fn parse(data: &'a [u8]) -> Result<Self, ElfError> {
@@ -275,26 +319,14 @@ impl<'a> Elf<'a> {
         }
     }
 
-    /// Reads entry `i` of a symbol table section. `symtab` must come from this file.
-    pub fn sym(&self, symtab: &[u8], i: usize) -> Option<Sym> {
-        let base = i.checked_mul(self.sym_size())?;
-        let e = self.endian;
-        let d = symtab;
-        if self.is64 {
-            Some(Sym {
-                name: d.pread_with(base, e).ok()?,
-                info: d.pread_with(base + 4, e).ok()?,
-                shndx: d.pread_with(base + 6, e).ok()?,
-                value: d.pread_with(base + 8, e).ok()?,
-            })
-        } else {
-            Some(Sym {
-                name: d.pread_with(base, e).ok()?,
-                value: u64::from(d.pread_with::<u32>(base + 4, e).ok()?),
-                info: d.pread_with(base + 12, e).ok()?,
-                shndx: d.pread_with(base + 14, e).ok()?,
-            })
-        }
+    /// Every entry of a symbol table section, in order (entry 0 included; a partial
+    /// entry at the end is not one). The scan's innermost loop: each field is one
+    /// load in the file's byte order, no per-field bounds check.
+    pub fn symbols<'s>(&self, symtab: &'s [u8]) -> impl Iterator<Item = Sym> + 's {
+        let (is64, little) = (self.is64, self.endian.is_little());
+        symtab
+            .chunks_exact(self.sym_size())
+            .filter_map(move |entry| decode_sym(entry, is64, little))
     }
 
     /// The bytes from `offset` within `section` to the end of the file (empty

@@ -80,10 +80,11 @@ pub fn scan(data: &[u8]) -> Result<ModuleScan<'_>, ElfError> {
     {
         return Err(ElfError::TooManySymbols);
     }
+    let (crc_exports, imports) = symbol_table(&elf, &s);
     Ok(ModuleScan {
         modinfo: modinfo(modinfo_s),
-        exports: exports(&elf, &s),
-        imports: imports(&elf, &s),
+        exports: exports(crc_exports, &s),
+        imports,
     })
 }
 
@@ -98,11 +99,21 @@ struct Sections<'a> {
 /// Splits a string section the way kmod does (`kmod_elf_get_strings`): leading NULs
 /// dropped, strings separated by runs of NULs, a final unterminated string kept.
 fn strings(section: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut s = skip_leading_nuls(section);
-    if s.len() <= 1 {
-        s = &[];
+    let mut rest = skip_leading_nuls(section);
+    if rest.len() <= 1 {
+        rest = &[];
     }
-    s.split(|&b| b == 0).filter(|p| !p.is_empty())
+    // Each string measured a word at a time (`cstr`), not byte by byte.
+    core::iter::from_fn(move || loop {
+        if rest.is_empty() {
+            return None;
+        }
+        let s = cstr(rest);
+        rest = rest.get(s.len() + 1..).unwrap_or_default();
+        if !s.is_empty() {
+            return Some(s);
+        }
+    })
 }
 
 /// `s` without its leading NULs, but keeping at least one byte.
@@ -121,25 +132,32 @@ fn modinfo(section: Option<&[u8]>) -> Vec<(InfoKey, &[u8])> {
         return Vec::new();
     };
     // At most one record per NUL, and one more: room for all at once.
-    let mut list = Vec::with_capacity(section.iter().filter(|&&b| b == 0).count() + 1);
+    let nuls: usize = section.iter().map(|&b| usize::from(b == 0)).sum();
+    let mut list = Vec::with_capacity(nuls + 1);
     list.extend(strings(section).filter_map(|rec| {
-        // A record without `=` is a key with an empty value.
-        let mut parts = rec.splitn(2, |&b| b == b'=');
-        let key = parts.next().unwrap_or(rec);
-        let value = parts.next().unwrap_or_default();
-        let key = match key {
-            b"alias" => InfoKey::Alias,
-            b"softdep" => InfoKey::Softdep,
-            b"weakdep" => InfoKey::Weakdep,
-            _ => return None,
+        // The key is what comes before the first `=`; a record without `=` is a key
+        // with an empty value.
+        let keyed = |key: &[u8]| match rec.strip_prefix(key) {
+            Some([]) => Some(&[][..]),
+            Some([b'=', value @ ..]) => Some(value),
+            _ => None,
         };
-        Some((key, value))
+        if let Some(value) = keyed(b"alias") {
+            Some((InfoKey::Alias, value))
+        } else if let Some(value) = keyed(b"softdep") {
+            Some((InfoKey::Softdep, value))
+        } else {
+            keyed(b"weakdep").map(|value| (InfoKey::Weakdep, value))
+        }
     }));
     list
 }
 
-fn exports<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> Result<Vec<Export<'a>>, ElfError> {
-    if let Some(list) = crc_exports(elf, s) {
+fn exports<'a>(
+    crc_exports: Option<Vec<Export<'a>>>,
+    s: &Sections<'a>,
+) -> Result<Vec<Export<'a>>, ElfError> {
+    if let Some(list) = crc_exports {
         return Ok(list);
     }
     // Kernels built without MODVERSIONS: the names in `__ksymtab_strings`.
@@ -156,46 +174,62 @@ fn exports<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> Result<Vec<Export<'a>>, ElfEr
     Ok(strings(s).map(|name| Export { name, crc: 0 }).collect())
 }
 
-/// Exports from `__crc_<name>` symbols, or `None` when kmod would fall back to
-/// `__ksymtab_strings` (no usable symbol table, or no `__crc_` symbol in it).
-fn crc_exports<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> Option<Vec<Export<'a>>> {
-    let (symtab, strtab, count) = s.symtab?;
-    let mut list = Vec::new();
-    for i in 1..count {
-        let sym = elf.sym(symtab, i)?;
-        if sym.name as usize >= strtab.len() {
-            return None;
+/// One pass over the symbol table for both of kmod's passes over it: the exports
+/// from `__crc_<name>` symbols (`None` when kmod would fall back to
+/// `__ksymtab_strings`: no usable symbol table, a symbol's name outside the string
+/// table, or no `__crc_` symbol at all) and the imports (empty when kmod's import
+/// pass gives up: an undefined symbol's name outside the string table).
+fn symbol_table<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> (Option<Vec<Export<'a>>>, Vec<Import<'a>>) {
+    let Some((symtab, strtab, _)) = s.symtab else {
+        return (None, Vec::new());
+    };
+    let mut exports = Vec::new();
+    let mut exports_ok = true;
+    let mut imports = Some(Imports::new(elf, s.versions));
+    let sparc = matches!(elf.machine(), EM_SPARC | EM_SPARCV9);
+    for sym in elf.symbols(symtab).skip(1) {
+        let in_table = (sym.name as usize) < strtab.len();
+        if exports_ok {
+            // The prefix first: most symbols are not `__crc_` ones, and their names
+            // need not be measured (a NUL cannot be part of the prefix).
+            if !in_table {
+                exports_ok = false;
+            } else if elf.bytes_at(strtab, sym.name).starts_with(b"__crc_") {
+                let name = elf.string_at(strtab, sym.name).get(6..).unwrap_or_default();
+                let crc = match sym.shndx {
+                    SHN_UNDEF | SHN_ABS => sym.value,
+                    idx => elf
+                        .section_by_index(idx)
+                        .filter(|sec| sec.len() >= 4 && sym.value <= sec.len() as u64 - 4)
+                        .and_then(|sec| elf.word(sec, sym.value as usize, false))
+                        .unwrap_or(u64::MAX),
+                };
+                exports.push(Export { name, crc });
+            }
         }
-        // The prefix first: most symbols are not `__crc_` ones, and their names
-        // need not be measured (a NUL cannot be part of the prefix).
-        if !elf.bytes_at(strtab, sym.name).starts_with(b"__crc_") {
-            continue;
+        // SPARC: STT_REGISTER entries are undefined but not imports.
+        if sym.shndx == SHN_UNDEF && !(sparc && sym.kind() == 13) {
+            if let Some(list) = &mut imports {
+                if in_table {
+                    list.add(elf.string_at(strtab, sym.name), sym.is_weak());
+                } else {
+                    imports = None;
+                }
+            }
         }
-        let name = elf.string_at(strtab, sym.name).get(6..).unwrap_or_default();
-        let crc = match sym.shndx {
-            SHN_UNDEF | SHN_ABS => sym.value,
-            idx => elf
-                .section_by_index(idx)
-                .filter(|sec| sec.len() >= 4 && sym.value <= sec.len() as u64 - 4)
-                .and_then(|sec| elf.word(sec, sym.value as usize, false))
-                .unwrap_or(u64::MAX),
-        };
-        list.push(Export { name, crc });
+        if !exports_ok && imports.is_none() {
+            break;
+        }
     }
-    if list.is_empty() {
-        None
-    } else {
-        Some(list)
-    }
+    let exports = (exports_ok && !exports.is_empty()).then_some(exports);
+    (exports, imports.map(Imports::finish).unwrap_or_default())
 }
 
-/// One `__versions` entry: the CRC and the name field (NUL-padded, not necessarily
-/// terminated); the name (`None`: the field has no NUL, and kmod 34 never matches
-/// it); whether an import matched it. One list for all of it: one allocation per
-/// module, not three.
+/// One `__versions` entry: the CRC; the name, up to the first NUL of its field
+/// (`None`: the field has no NUL, and kmod 34 never matches it); whether an import
+/// matched it. One list for all of it: one allocation per module, not three.
 struct Version<'a> {
     crc: u64,
-    field: &'a [u8],
     name: Option<&'a [u8]>,
     used: bool,
 }
@@ -212,115 +246,168 @@ fn versions<'a>(elf: &Elf<'a>, section: Option<&'a [u8]>) -> Vec<Version<'a>> {
         .chunks_exact(64)
         .map(|entry| {
             let field = entry.get(crc_len..).unwrap_or_default();
+            let name = cstr(field);
             Version {
                 crc: elf.word(entry, 0, elf.is64()).unwrap_or(0),
-                field,
-                name: field.contains(&0).then(|| cstr(field)),
+                // Shorter than the field: a NUL ends it.
+                name: (name.len() < field.len()).then_some(name),
                 used: false,
             }
         })
         .collect()
 }
 
-fn imports<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> Vec<Import<'a>> {
-    let Some((symtab, strtab, count)) = s.symtab else {
-        return Vec::new();
-    };
-    let mut versions = versions(elf, s.versions);
-    // kmod 34: a name field without a NUL inside never matches. kmod searches the
-    // entries linearly for each import; a sorted index finds the same (first) entry.
-    let name_of = |versions: &[Version<'a>], j: usize| versions.get(j).and_then(|v| v.name);
-    let mut by_hash: Vec<(u32, u32)> = Vec::with_capacity(versions.len());
-    by_hash.extend(
-        versions
-            .iter()
-            .enumerate()
-            .filter_map(|(i, v)| v.name.map(|n| (fnv(n), i as u32))),
-    );
-    by_hash.sort_unstable();
-    // modpost writes `__versions` in the order the imports come in the symbol
-    // table, so the entry after the last one matched is nearly always the next
-    // import's: tried first, it spares the hash and the search. Only when no
-    // name is there twice, where the one equal name is the first (kmod's).
-    let unique = by_hash.windows(2).all(|w| match w {
-        [(h1, i), (h2, j)] => {
-            h1 != h2 || name_of(&versions, *i as usize) != name_of(&versions, *j as usize)
+/// The imports as the symbol table gives them, each with the CRC of its
+/// `__versions` entry, then the entries no import matched.
+struct Imports<'a> {
+    versions: Vec<Version<'a>>,
+    /// The first entry of each name (kmod searches the entries linearly for each
+    /// import and takes the first equal name): open addressing, a power of two
+    /// long, (hash of the name, index + 1) or (0, 0) for an empty slot.
+    by_name: Vec<(u32, u32)>,
+    /// No name is in `versions` twice: the sequential guess is safe.
+    unique: bool,
+    /// The entry after the last one matched.
+    next: usize,
+    list: Vec<Import<'a>>,
+}
+
+impl<'a> Imports<'a> {
+    fn new(elf: &Elf<'a>, versions_section: Option<&'a [u8]>) -> Self {
+        let versions = versions(elf, versions_section);
+        // kmod 34: a name field without a NUL inside never matches (`name` is None).
+        let mut by_name = Vec::new();
+        let mut unique = true;
+        if !versions.is_empty() {
+            by_name.resize((versions.len() * 2).next_power_of_two(), (0u32, 0u32));
+            for (i, v) in versions.iter().enumerate() {
+                let Some(name) = v.name else { continue };
+                let h = name_hash(name);
+                let mut at = h as usize;
+                // Terminates: the table is never more than half full.
+                loop {
+                    at &= by_name.len() - 1;
+                    let Some(slot) = by_name.get_mut(at) else {
+                        break;
+                    };
+                    match *slot {
+                        (_, 0) => {
+                            *slot = (h, i as u32 + 1);
+                            break;
+                        }
+                        (k, j)
+                            if k == h
+                                && versions.get(j as usize - 1).and_then(|v| v.name)
+                                    == Some(name) =>
+                        {
+                            // The first entry of this name stays.
+                            unique = false;
+                            break;
+                        }
+                        _ => at += 1,
+                    }
+                }
+            }
         }
-        _ => true,
-    });
-    let mut next = 0usize;
-    let sparc = matches!(elf.machine(), EM_SPARC | EM_SPARCV9);
-    // Nearly every import has its `__versions` entry (with MODVERSIONS).
-    let mut list = Vec::with_capacity(versions.len());
-    for i in 1..count {
-        let Some(sym) = elf.sym(symtab, i) else {
-            return Vec::new();
-        };
-        if sym.shndx != SHN_UNDEF {
-            continue;
+        // Nearly every import has its `__versions` entry (with MODVERSIONS).
+        let list = Vec::with_capacity(versions.len());
+        Imports {
+            versions,
+            by_name,
+            unique,
+            next: 0,
+            list,
         }
-        // SPARC: STT_REGISTER entries are undefined but not imports.
-        if sparc && sym.kind() == 13 {
-            continue;
+    }
+
+    fn name_of(&self, j: usize) -> Option<&'a [u8]> {
+        self.versions.get(j).and_then(|v| v.name)
+    }
+
+    /// The first entry named `name`.
+    fn find(&self, name: &[u8]) -> Option<usize> {
+        if self.by_name.is_empty() {
+            return None;
         }
-        if sym.name as usize >= strtab.len() {
-            return Vec::new();
+        let h = name_hash(name);
+        let mut at = h as usize;
+        loop {
+            at &= self.by_name.len() - 1;
+            match *self.by_name.get(at)? {
+                (_, 0) => return None,
+                (k, j) if k == h && self.name_of(j as usize - 1) == Some(name) => {
+                    return Some(j as usize - 1)
+                }
+                _ => at += 1,
+            }
         }
-        let name = elf.string_at(strtab, sym.name);
+    }
+
+    /// An undefined symbol (empty names are not imports).
+    fn add(&mut self, name: &'a [u8], weak: bool) {
         if name.is_empty() {
-            continue;
+            return;
         }
         let mut crc = 0;
-        let found = if unique && name_of(&versions, next) == Some(name) {
-            Some(next as u32)
+        // modpost writes `__versions` in the order the imports come in the symbol
+        // table, so the entry after the last one matched is nearly always the next
+        // import's: tried first, it spares the hash and the search. Only when no
+        // name is there twice, where the one equal name is the first (kmod's).
+        let found = if self.unique && self.name_of(self.next) == Some(name) {
+            Some(self.next)
         } else {
-            let h = fnv(name);
-            let at = by_hash.partition_point(|&(k, _)| k < h);
-            // Entries with this hash, in index order: the first equal name is
-            // kmod's. `at <= by_hash.len()`.
-            by_hash
-                .get(at..)
-                .unwrap_or_default()
-                .iter()
-                .take_while(|&&(k, _)| k == h)
-                .find(|&&(_, j)| name_of(&versions, j as usize) == Some(name))
-                .map(|&(_, j)| j)
+            self.find(name)
         };
         if let Some(j) = found {
-            if let Some(v) = versions.get_mut(j as usize) {
+            if let Some(v) = self.versions.get_mut(j) {
                 crc = v.crc;
                 v.used = true;
             }
-            next = j as usize + 1;
+            self.next = j + 1;
         }
-        list.push(Import {
-            name,
-            crc,
-            weak: sym.is_weak(),
-        });
+        self.list.push(Import { name, crc, weak });
     }
-    for v in &versions {
-        if v.used {
-            continue;
+
+    /// The list, with the `__versions` entries no import matched after it.
+    fn finish(mut self) -> Vec<Import<'a>> {
+        for v in &self.versions {
+            if v.used {
+                continue;
+            }
+            let Some(name) = v.name else {
+                // No NUL in the field: kmod 34 rejects the whole list.
+                return Vec::new();
+            };
+            self.list.push(Import {
+                name,
+                crc: v.crc,
+                weak: false,
+            });
         }
-        if !v.field.contains(&0) {
-            // kmod 34 rejects the whole list.
-            return Vec::new();
-        }
-        list.push(Import {
-            name: cstr(v.field),
-            crc: v.crc,
-            weak: false,
-        });
+        self.list
     }
-    list
 }
 
-/// FNV-1a: a cheap hash to index `__versions` names.
-fn fnv(s: &[u8]) -> u32 {
-    s.iter().fold(0x811c_9dc5u32, |h, &b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    })
+/// A cheap hash to index `__versions` names, eight bytes at a time.
+fn name_hash(s: &[u8]) -> u32 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mix = |h: u64, w: [u8; 8]| (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    let mut h = s.len() as u64;
+    let mut words = s.chunks_exact(8);
+    for w in &mut words {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        h = mix(h, b);
+    }
+    let rest = words.remainder();
+    if !rest.is_empty() {
+        let mut b = [0u8; 8];
+        if let Some(head) = b.get_mut(..rest.len()) {
+            head.copy_from_slice(rest);
+        }
+        h = mix(h, b);
+    }
+    (h >> 32) as u32
 }
 
 /// Why a module contributes nothing but its name to the outputs.

@@ -42,7 +42,7 @@ use core::ops::Range;
 
 use scroll::{Endian, Pread};
 
-use crate::elf::{MAX_SYMBOLS, SHN_ABS, SHN_UNDEF};
+use crate::elf::{decode_sym, MAX_SYMBOLS, SHN_ABS, SHN_UNDEF};
 
 /// Bytes the host reads first, before planning: the ELF header (52 bytes for ELF32,
 /// 64 for ELF64). Files no longer than this are read whole.
@@ -357,19 +357,10 @@ impl Plan {
         }
         let mut shndx = core::mem::take(&mut self.shndx);
         shndx.clear();
-        for sym in symtab.chunks_exact(size) {
-            let e = h.endian;
-            let (name, idx) = if h.is64 {
-                (
-                    sym.pread_with::<u32>(0, e).ok()?,
-                    sym.pread_with(6, e).ok()?,
-                )
-            } else {
-                (
-                    sym.pread_with::<u32>(0, e).ok()?,
-                    sym.pread_with(14, e).ok()?,
-                )
-            };
+        let little = h.endian.is_little();
+        for entry in symtab.chunks_exact(size) {
+            let sym = decode_sym(entry, h.is64, little)?;
+            let (name, idx) = (sym.name, sym.shndx);
             if idx == SHN_UNDEF || idx == SHN_ABS || idx >= h.shnum {
                 continue;
             }

@@ -140,6 +140,20 @@ fn versions_unmatched_entries() {
             ])
             .build(),
     );
+    // A name twice, the second copy where the entry after the last one matched is:
+    // kmod takes the first copy (and its CRC) for the (weak, so never checked)
+    // import, and the second, unmatched, is appended and checked (7: a mismatch).
+    let mut e = Elf::x86_64().undefs(&["mid_fn"]);
+    e.symbols.push(Sym::weak("base_fn"));
+    t.module(
+        "kernel/dupguess.ko",
+        e.versions(&[
+            (crc_of("base_fn"), "base_fn"),
+            (crc_of("mid_fn"), "mid_fn"),
+            (7, "base_fn"),
+        ])
+        .build(),
+    );
     // ELF32 __versions (4-byte CRCs), big endian.
     t.module(
         "kernel/user32be.ko",
