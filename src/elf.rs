@@ -360,8 +360,9 @@ impl<'a> Elf<'a> {
 
 /// The bytes of `s` up to (not including) its first NUL, or all of `s`.
 ///
-/// Eight bytes at a time (a word has a zero byte exactly when
-/// `(w - 0x01…01) & !w & 0x80…80` is not zero): symbol and string tables are
+/// Eight bytes at a time: in `m = (w - 0x01…01) & !w & 0x80…80` the lowest byte
+/// flagged is the word's first zero byte (bytes below it are not zero, so no
+/// borrow reaches it; flags above it may be false). Symbol and string tables are
 /// walked name by name, and this is the scan's innermost loop.
 pub fn cstr(s: &[u8]) -> &[u8] {
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -369,18 +370,17 @@ pub fn cstr(s: &[u8]) -> &[u8] {
     let mut words = s.chunks_exact(8);
     let mut at = 0;
     for w in &mut words {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(w);
-        let v = u64::from_le_bytes(b);
-        if v.wrapping_sub(ONES) & !v & HIGHS != 0 {
-            break;
+        let Some(w) = w.first_chunk::<8>() else { break };
+        let v = u64::from_le_bytes(*w);
+        let zero = v.wrapping_sub(ONES) & !v & HIGHS;
+        if zero != 0 {
+            return s
+                .get(..at + (zero.trailing_zeros() / 8) as usize)
+                .unwrap_or(s);
         }
         at += 8;
     }
-    match s
-        .get(at..)
-        .and_then(|rest| rest.iter().position(|&b| b == 0))
-    {
+    match words.remainder().iter().position(|&b| b == 0) {
         Some(n) => s.get(..at + n).unwrap_or(s),
         None => s,
     }

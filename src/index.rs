@@ -117,19 +117,32 @@ struct Keyed<'a> {
 
 /// Orders `items` by their key's byte at `at`, a key ending before it first
 /// (the order among equal bytes does not matter: each group is ordered again
-/// below, and a node's values by their priority). An insertion sort for the
-/// small ranges most nodes have, otherwise an in-place radix permutation
-/// ("American flag sort": each item swapped straight into its byte's place).
-fn sort_by_byte(items: &mut [Keyed<'_>], at: usize) {
-    // Keys are ASCII (`insert` checked), so 129 buckets hold them all: 0 for a
-    // key ending at `at`, c + 1 for byte c.
-    let bucket = |k: &Keyed<'_>| k.key.get(at).map_or(0, |&c| usize::from(c & 0x7f) + 1);
+/// below, and a node's values by their priority), and leaves in `buckets` each
+/// item's bucket in the new order: 0 for a key ending at `at`, c + 1 for byte c
+/// (keys are ASCII, `insert` checked). Each key's byte is read once (the keys lie
+/// all over the trie's bytes; the buckets are together): an insertion sort for
+/// the small ranges most nodes have, otherwise a counting sort through `moved`.
+fn sort_by_byte<'k>(
+    items: &mut [Keyed<'k>],
+    at: usize,
+    buckets: &mut Vec<u8>,
+    moved: &mut Vec<Keyed<'k>>,
+) {
+    buckets.clear();
+    buckets.extend(
+        items
+            .iter()
+            .map(|k| k.key.get(at).map_or(0, |&c| (c & 0x7f) + 1)),
+    );
     if items.len() <= 32 {
         for i in 1..items.len() {
             let mut j = i;
             while j > 0 {
-                match (items.get(j - 1), items.get(j)) {
-                    (Some(a), Some(b)) if bucket(a) > bucket(b) => items.swap(j - 1, j),
+                match (buckets.get(j - 1), buckets.get(j)) {
+                    (Some(a), Some(b)) if a > b => {
+                        buckets.swap(j - 1, j);
+                        items.swap(j - 1, j);
+                    }
                     _ => break,
                 }
                 j -= 1;
@@ -138,42 +151,52 @@ fn sort_by_byte(items: &mut [Keyed<'_>], at: usize) {
         return;
     }
     let mut counts = [0usize; 129];
-    for k in items.iter() {
-        if let Some(c) = counts.get_mut(bucket(k)) {
+    for &b in buckets.iter() {
+        if let Some(c) = counts.get_mut(usize::from(b)) {
             *c += 1;
         }
     }
-    // Where each bucket's next item goes, and where the bucket ends.
+    // Where each bucket's next item goes.
     let mut next = [0usize; 129];
-    let mut end = [0usize; 129];
     let mut sum = 0;
-    for ((n, e), &count) in next.iter_mut().zip(end.iter_mut()).zip(&counts) {
+    for (n, &count) in next.iter_mut().zip(&counts) {
         *n = sum;
         sum += count;
-        *e = sum;
     }
-    for b in 0..129 {
-        while let (Some(&at_b), Some(&end_b)) = (next.get(b), end.get(b)) {
-            if at_b >= end_b {
-                break;
+    moved.clear();
+    moved.extend_from_slice(items);
+    for (k, &b) in moved.iter().zip(buckets.iter()) {
+        if let Some(n) = next.get_mut(usize::from(b)) {
+            if let Some(slot) = items.get_mut(*n) {
+                *slot = *k;
             }
-            let Some(k) = items.get(at_b) else { break };
-            let kb = bucket(k);
-            if kb == b {
-                if let Some(n) = next.get_mut(b) {
-                    *n += 1;
-                }
-            } else if let Some(n) = next.get_mut(kb) {
-                // Bucket `kb` is not yet full (its count includes this item),
-                // so `*n` lies inside it: the item goes there, and whatever was
-                // there comes here to be placed in turn.
-                items.swap(at_b, *n);
-                *n += 1;
-            } else {
-                break;
-            }
+            *n += 1;
         }
     }
+    buckets.clear();
+    for (b, &count) in counts.iter().enumerate() {
+        buckets.extend(core::iter::repeat_n(b as u8, count));
+    }
+}
+
+/// Length of the common prefix of `a` and `b`, eight bytes at a time.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while let (Some(x), Some(y)) = (
+        a.get(i..).and_then(|s| s.first_chunk::<8>()),
+        b.get(i..).and_then(|s| s.first_chunk::<8>()),
+    ) {
+        let diff = u64::from_le_bytes(*x) ^ u64::from_le_bytes(*y);
+        if diff != 0 {
+            return i + (diff.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a.get(i) == b.get(i) {
+        i += 1;
+    }
+    i
 }
 
 impl Trie {
@@ -330,6 +353,7 @@ impl Trie {
         // One node's children: (edge byte, first item, end of its items).
         let mut children: Vec<(u8, usize, usize)> = Vec::new();
         let mut pending: Vec<(usize, usize, usize, usize)> = Vec::new();
+        let (mut buckets, mut moved) = (Vec::new(), Vec::new());
         while let Some((lo, hi, depth, reference)) = stack.pop() {
             let offset = (out.len() - start) as u32;
             let is_root = reference == start + 8;
@@ -340,35 +364,36 @@ impl Trie {
                 (false, Some((first, rest))) => {
                     let mut shared = first.key.get(depth..).unwrap_or_default();
                     for other in rest {
-                        let n = shared
-                            .iter()
-                            .zip(other.key.get(depth..).unwrap_or_default())
-                            .take_while(|(x, y)| x == y)
-                            .count();
+                        if shared.is_empty() {
+                            break;
+                        }
+                        let n = common_prefix(shared, other.key.get(depth..).unwrap_or_default());
                         shared = shared.get(..n).unwrap_or_default();
                     }
                     depth + shared.len()
                 }
                 _ => depth,
             };
-            sort_by_byte(range, end);
+            sort_by_byte(range, end, &mut buckets, &mut moved);
             // Keys ending here came first: this node's values. By priority, the
             // later insertion first among equals (kmod puts a value before the
             // first of equal or higher priority).
-            let ending = range.iter().take_while(|k| k.key.len() == end).count();
+            let ending = buckets.iter().take_while(|&&b| b == 0).count();
             let (values, rest) = range.split_at_mut(ending.min(hi - lo));
             let priority = |k: &Keyed<'_>| self.item(k.item as usize).priority;
             values.sort_unstable_by(|a, b| priority(a).cmp(&priority(b)).then(b.item.cmp(&a.item)));
-            // The rest, grouped by their byte at `end`: a child each.
+            // The rest, grouped by their byte at `end` (bucket c + 1): a child each.
             children.clear();
-            let mut i = 0;
-            while let Some(&c) = rest.get(i).and_then(|k| k.key.get(end)) {
-                let mut j = i + 1;
-                while rest.get(j).and_then(|k| k.key.get(end)) == Some(&c) {
-                    j += 1;
-                }
-                children.push((c, lo + ending + i, lo + ending + j));
-                i = j;
+            let mut i = ending;
+            while let Some(&b) = buckets.get(i) {
+                let run = buckets
+                    .get(i..)
+                    .unwrap_or_default()
+                    .iter()
+                    .take_while(|&&x| x == b)
+                    .count();
+                children.push((b.saturating_sub(1), lo + i, lo + i + run));
+                i += run;
             }
             let flags = node_flags(end > depth, !children.is_empty(), !values.is_empty());
             if let Some(r) = out.get_mut(reference..reference + 4) {

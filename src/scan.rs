@@ -388,24 +388,30 @@ impl<'a> Imports<'a> {
     }
 }
 
-/// A cheap hash to index `__versions` names, eight bytes at a time.
+/// A cheap hash to index `__versions` names, eight bytes at a time (a name of
+/// eight bytes or more ends with its last eight, overlapping the word before).
 fn name_hash(s: &[u8]) -> u32 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mix = |h: u64, w: [u8; 8]| (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+    let mix = |h: u64, w: &[u8; 8]| (h.rotate_left(5) ^ u64::from_le_bytes(*w)).wrapping_mul(K);
     let mut h = s.len() as u64;
     let mut words = s.chunks_exact(8);
     for w in &mut words {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(w);
-        h = mix(h, b);
-    }
-    let rest = words.remainder();
-    if !rest.is_empty() {
-        let mut b = [0u8; 8];
-        if let Some(head) = b.get_mut(..rest.len()) {
-            head.copy_from_slice(rest);
+        if let Some(w) = w.first_chunk() {
+            h = mix(h, w);
         }
-        h = mix(h, b);
+    }
+    if !words.remainder().is_empty() {
+        let last = match s.last_chunk::<8>() {
+            Some(w) => *w,
+            None => {
+                let mut w = [0u8; 8];
+                for (d, &b) in w.iter_mut().zip(s) {
+                    *d = b;
+                }
+                w
+            }
+        };
+        h = mix(h, &last);
     }
     (h >> 32) as u32
 }
