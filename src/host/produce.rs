@@ -38,8 +38,9 @@ struct Said {
 
 /// Where one output stands once its thread is done with it.
 enum Placed {
-    /// Written to this temp file, to be renamed over the output.
-    Written(Vec<u8>),
+    /// Written to this temp file, to be synced and renamed over the output
+    /// (taken by the staging once every output is made).
+    Written(Option<write::Temp>),
     /// The file in place holds its bytes already.
     Kept,
 }
@@ -99,7 +100,11 @@ fn place(
     Option<MadeIndex<'static>>,
 ) {
     let name = file.name();
-    let write = |bytes: &[u8]| staging.write_temp(name, bytes).map(Placed::Written);
+    let write = |bytes: &[u8]| {
+        staging
+            .write_temp(name, bytes)
+            .map(|tmp| Placed::Written(Some(tmp)))
+    };
     match made {
         Made::Bytes(bytes) => {
             let in_place = note.is_some() && {
@@ -280,11 +285,29 @@ pub(super) fn write_outputs(
     // happens next, none is left behind; kept files are taken in the same order.
     for (file, d) in OutputFile::ALL.into_iter().zip(&mut done) {
         match &mut d.placed {
-            Ok(Placed::Written(tmp)) => staging.adopt(core::mem::take(tmp), file.name()),
+            Ok(Placed::Written(tmp)) => {
+                if let Some(tmp) = tmp.take() {
+                    staging.adopt(tmp, file.name());
+                }
+            }
             Ok(Placed::Kept) => staging.keep(file.name()),
             Err(_) => {}
         }
     }
+    // A temp file that could not be written or synced: nothing is renamed.
+    let write_failed = |e: &write::WriteError| {
+        report.log_bytes(
+            Level::Error,
+            &[
+                b"could not write ",
+                &e.path,
+                b": ",
+                io_error(e.error).as_bytes(),
+                b" (no index was changed)",
+            ],
+        );
+        (1, Vec::new())
+    };
     for d in &done {
         if let Some((name, e)) = &d.said.missing_input {
             report_missing_input(dir, name, *e, report);
@@ -293,18 +316,11 @@ pub(super) fn write_outputs(
             report.diag(diag, ctx);
         }
         if let Err(e) = &d.placed {
-            report.log_bytes(
-                Level::Error,
-                &[
-                    b"could not write ",
-                    &e.path,
-                    b": ",
-                    io_error(e.error).as_bytes(),
-                    b" (no index was changed)",
-                ],
-            );
-            return (1, Vec::new());
+            return write_failed(e);
         }
+    }
+    if let Err(e) = staging.sync() {
+        return write_failed(&e);
     }
     if let Err(e) = staging.commit() {
         report.log_bytes(

@@ -1,6 +1,7 @@
 //! All-or-nothing output: every file is written to a temp file in the output
-//! directory and fsynced; only when all of them are complete are they renamed over
-//! the old ones, and the directory is fsynced. A crash, a full disk or a read-only
+//! directory, its writeback started at once; when all of them are written, each
+//! is fsynced, and only then are they renamed over the old ones, and the
+//! directory is fsynced. A crash, a full disk or a read-only
 //! directory leaves the previous index set intact and no temp file behind.
 //!
 //! The output directory is opened once and everything after that is relative to
@@ -31,11 +32,17 @@ pub struct Staging {
     /// The directory's path, for messages only.
     path: Vec<u8>,
     suffix: String,
-    /// (temp file name, its final name), in the order written; no temp file for
-    /// an output left in place ([`Staging::keep`]).
-    staged: Vec<(Option<Vec<u8>>, &'static str)>,
+    /// (temp file, its final name), in the order written; no temp file for an
+    /// output left in place ([`Staging::keep`]).
+    staged: Vec<(Option<Temp>, &'static str)>,
     /// Permission bits, owner and group a file this run creates gets.
     new_file: (u32, u32, u32),
+}
+
+/// A temp file [`Staging::write_temp`] wrote, kept open for [`Staging::sync`].
+pub struct Temp {
+    name: Vec<u8>,
+    file: sys::File,
 }
 
 /// How much of an output in place [`Staging::holds`] reads at a time.
@@ -124,11 +131,12 @@ impl Staging {
         p
     }
 
-    /// Writes `bytes` to a new temp file for `name` and syncs it; returns the temp
-    /// file's name, for [`Staging::adopt`]. Takes `&self`, so that the threads
-    /// making the outputs each write theirs as soon as it is made. A temp file
-    /// that could not be written whole is removed at once.
-    pub fn write_temp(&self, name: &'static str, bytes: &[u8]) -> Result<Vec<u8>, WriteError> {
+    /// Writes `bytes` to a new temp file for `name` and starts its writeback, to
+    /// go on while the other outputs are made ([`Staging::sync`] waits for it);
+    /// returns the temp file, for [`Staging::adopt`]. Takes `&self`, so that the
+    /// threads making the outputs each write theirs as soon as it is made. A temp
+    /// file that could not be written whole is removed at once.
+    pub fn write_temp(&self, name: &'static str, bytes: &[u8]) -> Result<Temp, WriteError> {
         let mut tmp = name.as_bytes().to_vec();
         tmp.extend_from_slice(self.suffix.as_bytes());
         let failed = |error| WriteError {
@@ -136,8 +144,11 @@ impl Staging {
             error,
         };
         let file = self.dir.create_new(&tmp, NEW_FILE_MODE).map_err(failed)?;
-        match file.write_all(bytes).and_then(|()| file.sync_all()) {
-            Ok(()) => Ok(tmp),
+        match file.write_all(bytes) {
+            Ok(()) => {
+                file.start_writeback();
+                Ok(Temp { name: tmp, file })
+            }
             Err(error) => {
                 drop(file);
                 let _ = self.dir.remove(&tmp);
@@ -149,8 +160,25 @@ impl Staging {
     /// Takes on a temp file [`Staging::write_temp`] wrote: [`Staging::commit`]
     /// renames it over `name`; dropping the staging first removes it. Adopted in
     /// the order the renames are to be done.
-    pub fn adopt(&mut self, tmp: Vec<u8>, name: &'static str) {
+    pub fn adopt(&mut self, tmp: Temp, name: &'static str) {
         self.staged.push((Some(tmp), name));
+    }
+
+    /// Waits until every adopted temp file is on disk (`fsync` each: their
+    /// writeback began as each was written, so this mostly waits for the last).
+    /// Before [`Staging::commit`]; a failure is a write error of that output.
+    pub fn sync(&self) -> Result<(), WriteError> {
+        for (tmp, name) in &self.staged {
+            if let Some(t) = tmp {
+                if let Err(error) = t.file.sync_all() {
+                    return Err(WriteError {
+                        path: self.path_of(name),
+                        error,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Renames every temp file over its target (and sets the times of the files
@@ -164,11 +192,11 @@ impl Staging {
                 let _ = self.dir.touch(name.as_bytes());
                 continue;
             };
-            if let Err(error) = self.dir.rename(tmp, name.as_bytes()) {
+            if let Err(error) = self.dir.rename(&tmp.name, name.as_bytes()) {
                 // Earlier renames stand (each is atomic); drop the rest.
                 for (t, _) in staged.iter().skip(i) {
                     if let Some(t) = t {
-                        let _ = self.dir.remove(t);
+                        let _ = self.dir.remove(&t.name);
                     }
                 }
                 return Err(WriteError {
@@ -245,7 +273,7 @@ impl Drop for Staging {
     fn drop(&mut self) {
         for (tmp, _) in &self.staged {
             if let Some(tmp) = tmp {
-                let _ = self.dir.remove(tmp);
+                let _ = self.dir.remove(&tmp.name);
             }
         }
     }
