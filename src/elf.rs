@@ -218,6 +218,7 @@ impl<'a> Elf<'a> {
     /// header and the data inside the file, and the name offset inside the
     /// section-name table (kmod rejects the section otherwise, even where the name is
     /// never read, as for the section of a CRC).
+    #[inline]
     fn section_info(&self, idx: u16) -> Option<SectionInfo> {
         let info = self.header(idx)?;
         (u64::from(info.name) < self.names.1).then_some(info)
@@ -225,6 +226,7 @@ impl<'a> Elf<'a> {
 
     /// Header of section `idx`, if the index is valid and the section lies in the file
     /// (the name offset unchecked).
+    #[inline]
     fn header(&self, idx: u16) -> Option<SectionInfo> {
         if idx == 0 || idx >= self.shnum {
             return None;
@@ -364,6 +366,7 @@ impl<'a> Elf<'a> {
 /// flagged is the word's first zero byte (bytes below it are not zero, so no
 /// borrow reaches it; flags above it may be false). Symbol and string tables are
 /// walked name by name, and this is the scan's innermost loop.
+#[inline]
 pub fn cstr(s: &[u8]) -> &[u8] {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;

@@ -13,6 +13,7 @@ pub const MODULE_BUCKETS: u32 = 512;
 pub const SYMBOL_BUCKETS: u32 = 2048;
 
 /// SuperFastHash of `key`, as kmod 34.2 computes it.
+#[inline]
 pub fn superfast(key: &[u8]) -> u32 {
     let get16 = |lo: u8, hi: u8| u32::from(lo) | (u32::from(hi) << 8);
     let mut h = key.len() as u32;

@@ -70,10 +70,12 @@ pub struct Trie {
 }
 
 /// Can `s` be a key or value of an index (7-bit ASCII only)?
+#[inline]
 pub fn is_indexable(s: &[u8]) -> bool {
     s.is_ascii()
 }
 
+#[inline]
 fn check(s: &[u8]) -> Result<(), BadChar> {
     match s.iter().find(|&&b| b >= 0x80) {
         Some(&byte) => Err(BadChar {
@@ -180,6 +182,7 @@ fn sort_by_byte<'k>(
 }
 
 /// Length of the common prefix of `a` and `b`, eight bytes at a time.
+#[inline]
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
     let mut i = 0;

@@ -55,6 +55,7 @@ impl<'a> SymbolTable<'a> {
     // length (`grow` makes it so before any lookup), `i` is always masked by
     // `len - 1`, and a non-empty slot holds the index of an entry.
     #[allow(clippy::indexing_slicing)]
+    #[inline]
     fn find_slot(&self, name: &[u8], h: u32) -> (usize, Option<usize>) {
         let mask = self.slots.len() - 1;
         let mut i = (h as usize).wrapping_mul(0x9e37_79b9) & mask;

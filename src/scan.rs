@@ -320,11 +320,13 @@ impl<'a> Imports<'a> {
         }
     }
 
+    #[inline]
     fn name_of(&self, j: usize) -> Option<&'a [u8]> {
         self.versions.get(j).and_then(|v| v.name)
     }
 
     /// The first entry named `name`.
+    #[inline]
     fn find(&self, name: &[u8]) -> Option<usize> {
         if self.by_name.is_empty() {
             return None;
@@ -390,6 +392,7 @@ impl<'a> Imports<'a> {
 
 /// A cheap hash to index `__versions` names, eight bytes at a time (a name of
 /// eight bytes or more ends with its last eight, overlapping the word before).
+#[inline]
 fn name_hash(s: &[u8]) -> u32 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
     let mix = |h: u64, w: &[u8; 8]| (h.rotate_left(5) ^ u64::from_le_bytes(*w)).wrapping_mul(K);

@@ -267,6 +267,7 @@ impl Plan {
     }
 
     /// Section header `idx` (in the table, which is in the image by now).
+    #[inline]
     fn shdr(&self, image: &[u8], idx: u16) -> Option<Shdr> {
         let h = self.header?;
         let entsize: u64 = if h.is64 { 64 } else { 40 };

@@ -377,17 +377,17 @@ impl CacheFile {
     pub fn stage(
         &self,
         module_dir: &[u8],
-        paths: &[Vec<u8>],
+        modules: &[crate::modset::Module],
         provenance: &[Option<Provenance>],
         data: &[ModuleData],
         all_from_cache: bool,
     ) -> sys::Result<Option<Staged>> {
         let modules = || {
-            paths
+            modules
                 .iter()
                 .zip(provenance)
                 .zip(data)
-                .filter_map(|((path, p), d)| Some((path.as_slice(), p.as_ref()?, d)))
+                .filter_map(|((m, p), d)| Some((m.path.as_slice(), p.as_ref()?, d)))
         };
         let n = modules().count();
         let kept = modules().filter(|(_, p, _)| p.in_full_cache).count();

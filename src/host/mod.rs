@@ -314,11 +314,8 @@ fn run_with_context(
     if !opts.dry_run {
         crate::modset::leave_out_non_ascii(&mut modules, &mut diags);
     }
-    let paths: Vec<Vec<u8>> = modules.iter().map(|m| m.path.clone()).collect();
-    let names: Vec<Vec<u8>> = modules.iter().map(|m| m.name.clone()).collect();
     let ctx = DiagContext {
-        paths: &paths,
-        names: &names,
+        modules: &modules,
         dir,
         file: &[],
     };
@@ -327,10 +324,9 @@ fn run_with_context(
     }
 
     // Load and resolve.
-    let path_refs: Vec<(&[u8], Option<FileId>)> = paths
+    let path_refs: Vec<(&[u8], Option<FileId>)> = modules
         .iter()
-        .zip(&modules)
-        .map(|(p, m)| (p.as_slice(), m.found_as))
+        .map(|m| (m.path.as_slice(), m.found_as))
         .collect();
     let mut cache_file = cache_loading.map(sys::Background::join);
     if let Some(f) = &cache_file {
@@ -393,7 +389,7 @@ fn run_with_context(
         // the old one's place only if they were.
         Some(f) => {
             let (staged, (status, made)) = sys::join(
-                || f.stage(dir, &paths, &provenance, &data, all_from_cache),
+                || f.stage(dir, &modules, &provenance, &data, all_from_cache),
                 write,
             );
             f.commit(staged, status == 0, report);
@@ -409,9 +405,9 @@ fn run_with_context(
     // (a millisecond or two at the end of every run).
     core::mem::forget(resolved);
     core::mem::forget(data);
-    core::mem::forget(modules);
     core::mem::forget(path_refs);
-    core::mem::forget((paths, names, provenance));
+    core::mem::forget(modules);
+    core::mem::forget(provenance);
     status
 }
 

@@ -125,8 +125,9 @@ impl Report {
     /// `file` the input file the diagnostic is about (config, symvers, System.map).
     pub fn diag(&self, d: &Diag, ctx: &DiagContext<'_>) {
         use Level::*;
-        let path = |i: &u32| ctx.paths.get(*i as usize).map_or(&[][..], |p| p.as_slice());
-        let name = |i: &u32| ctx.names.get(*i as usize).map_or(&[][..], |p| p.as_slice());
+        let module = |i: &u32| ctx.modules.get(*i as usize);
+        let path = |i: &u32| module(i).map_or(&[][..], |m| m.path.as_slice());
+        let name = |i: &u32| module(i).map_or(&[][..], |m| m.name.as_slice());
         match d {
             Diag::ConfigBadLine(f, n, cmd) => self.log_bytes(
                 Error,
@@ -257,10 +258,8 @@ fn not_ascii(s: &[u8]) -> Vec<u8> {
 /// What [`Report::diag`] needs to name things.
 #[derive(Default)]
 pub struct DiagContext<'a> {
-    /// Scan path of each module, by index.
-    pub paths: &'a [Vec<u8>],
-    /// Name of each module, by index.
-    pub names: &'a [Vec<u8>],
+    /// The modules by index (their scan paths and names).
+    pub modules: &'a [crate::modset::Module],
     /// The module directory.
     pub dir: &'a [u8],
     /// The input file a parser diagnostic is about.

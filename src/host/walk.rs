@@ -98,19 +98,19 @@ pub fn read_config(paths: &[Vec<u8>], kver: &[u8], report: &Report) -> Config {
 
 /// Does the name end with a module suffix this build reads (and is longer than it)?
 pub fn is_module_name(name: &[u8]) -> bool {
-    let mut suffixes: Vec<&[u8]> = vec![b".ko"];
-    if cfg!(feature = "gz") {
-        suffixes.push(b".ko.gz");
-    }
-    if cfg!(any(feature = "xz", feature = "xz-prebuilt")) {
-        suffixes.push(b".ko.xz");
-    }
-    if cfg!(feature = "zst") {
-        suffixes.push(b".ko.zst");
-    }
-    suffixes
+    // (suffix, whether this build reads it)
+    const SUFFIXES: [(&[u8], bool); 4] = [
+        (b".ko", true),
+        (b".ko.gz", cfg!(feature = "gz")),
+        (
+            b".ko.xz",
+            cfg!(any(feature = "xz", feature = "xz-prebuilt")),
+        ),
+        (b".ko.zst", cfg!(feature = "zst")),
+    ];
+    SUFFIXES
         .iter()
-        .any(|s| name.len() > s.len() && name.ends_with(s))
+        .any(|&(s, read)| read && name.len() > s.len() && name.ends_with(s))
 }
 
 const PATH_MAX: usize = 4096;
