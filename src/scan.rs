@@ -276,48 +276,34 @@ impl<'a> Imports<'a> {
     fn new(elf: &Elf<'a>, versions_section: Option<&'a [u8]>) -> Self {
         let versions = versions(elf, versions_section);
         // kmod 34: a name field without a NUL inside never matches (`name` is None).
-        let mut by_name = Vec::new();
-        let mut unique = true;
-        if !versions.is_empty() {
-            by_name.resize((versions.len() * 2).next_power_of_two(), (0u32, 0u32));
-            for (i, v) in versions.iter().enumerate() {
-                let Some(name) = v.name else { continue };
-                let h = name_hash(name);
-                let mut at = h as usize;
-                // Terminates: the table is never more than half full.
-                loop {
-                    at &= by_name.len() - 1;
-                    let Some(slot) = by_name.get_mut(at) else {
-                        break;
-                    };
-                    match *slot {
-                        (_, 0) => {
-                            *slot = (h, i as u32 + 1);
-                            break;
-                        }
-                        (k, j)
-                            if k == h
-                                && versions.get(j as usize - 1).and_then(|v| v.name)
-                                    == Some(name) =>
-                        {
-                            // The first entry of this name stays.
-                            unique = false;
-                            break;
-                        }
-                        _ => at += 1,
+        let mut imports = Imports {
+            by_name: Vec::new(),
+            unique: true,
+            next: 0,
+            // Nearly every import has its `__versions` entry (with MODVERSIONS).
+            list: Vec::with_capacity(versions.len()),
+            versions,
+        };
+        if imports.versions.is_empty() {
+            return imports;
+        }
+        let slots = (imports.versions.len() * 2).next_power_of_two();
+        imports.by_name.resize(slots, (0, 0));
+        for (i, v) in imports.versions.iter().enumerate() {
+            let Some(name) = v.name else { continue };
+            let h = name_hash(name);
+            match imports.slot(name, h) {
+                // The first entry of this name stays.
+                Some((_, Some(_))) => imports.unique = false,
+                Some((at, None)) => {
+                    if let Some(slot) = imports.by_name.get_mut(at) {
+                        *slot = (h, i as u32 + 1);
                     }
                 }
+                None => {}
             }
         }
-        // Nearly every import has its `__versions` entry (with MODVERSIONS).
-        let list = Vec::with_capacity(versions.len());
-        Imports {
-            versions,
-            by_name,
-            unique,
-            next: 0,
-            list,
-        }
+        imports
     }
 
     #[inline]
@@ -325,24 +311,29 @@ impl<'a> Imports<'a> {
         self.versions.get(j).and_then(|v| v.name)
     }
 
-    /// The first entry named `name`.
-    #[inline]
-    fn find(&self, name: &[u8]) -> Option<usize> {
-        if self.by_name.is_empty() {
-            return None;
-        }
-        let h = name_hash(name);
+    /// Where `name` (hashed to `h`) is in `by_name`: its slot, and the entry
+    /// there, or the empty slot it would take. Terminates: the table is never
+    /// more than half full. `None` only for an empty table.
+    #[inline(always)]
+    fn slot(&self, name: &[u8], h: u32) -> Option<(usize, Option<usize>)> {
+        let mask = self.by_name.len().checked_sub(1)?;
         let mut at = h as usize;
         loop {
-            at &= self.by_name.len() - 1;
+            at &= mask;
             match *self.by_name.get(at)? {
-                (_, 0) => return None,
+                (_, 0) => return Some((at, None)),
                 (k, j) if k == h && self.name_of(j as usize - 1) == Some(name) => {
-                    return Some(j as usize - 1)
+                    return Some((at, Some(j as usize - 1)))
                 }
                 _ => at += 1,
             }
         }
+    }
+
+    /// The first entry named `name`.
+    #[inline]
+    fn find(&self, name: &[u8]) -> Option<usize> {
+        self.slot(name, name_hash(name))?.1
     }
 
     /// An undefined symbol (empty names are not imports).

@@ -47,9 +47,9 @@ fn c_path(path: &[u8]) -> Result<CPath> {
     if path.contains(&0) {
         return Err(Errno(libc::EINVAL));
     }
-    let mut short = [0u8; SHORT_PATH];
-    if let Some(room) = short.get_mut(..path.len()) {
-        if path.len() < SHORT_PATH {
+    if path.len() < SHORT_PATH {
+        let mut short = [0u8; SHORT_PATH];
+        if let Some(room) = short.get_mut(..path.len()) {
             room.copy_from_slice(path);
             return Ok(CPath::Short(short));
         }
