@@ -32,18 +32,21 @@ use alloc::vec::Vec;
 
 use depmod::host::{self, sys, Options, Report};
 
-/// On musl (the static dist binaries), dlmalloc instead of musl's own allocator,
-/// which returns memory to the kernel so eagerly that it costs a third of the run
-/// time (Cargo.toml has the numbers). Feature `musl-dlmalloc`, which `dist --tiny`
-/// leaves out for size. On our own page source, not dlmalloc's: see [`heap`].
-#[cfg(all(target_env = "musl", feature = "musl-dlmalloc"))]
+/// dlmalloc instead of the C library's allocator (feature `dlmalloc`, which
+/// `dist --tiny` leaves out for size). musl's returns memory to the kernel so
+/// eagerly that it costs a third of the run time; glibc's gives each worker thread
+/// an arena that grows a page at a time, one `mprotect` per page (738 of them in a
+/// cold run on the Debian tree, each taking the address-space lock the other
+/// worker's page faults need): 10% of the glibc build's wall time (Cargo.toml and
+/// README have the numbers). On our own page source, not dlmalloc's: see [`heap`].
+#[cfg(all(target_os = "linux", feature = "dlmalloc"))]
 #[global_allocator]
 static GLOBAL: heap::Heap = heap::Heap::new();
 
 /// Without std and without dlmalloc: the C library's allocator.
 #[cfg(all(
     not(any(test, feature = "std")),
-    not(all(target_env = "musl", feature = "musl-dlmalloc"))
+    not(all(target_os = "linux", feature = "dlmalloc"))
 ))]
 #[global_allocator]
 static GLOBAL: no_std_rt::LibcAlloc = no_std_rt::LibcAlloc;
@@ -62,8 +65,7 @@ static GLOBAL: no_std_rt::LibcAlloc = no_std_rt::LibcAlloc;
 /// back with `munmap`, which is what the shrinking `mremap` does on Linux and which
 /// qemu-user emulates correctly, and moves mappings only with `MREMAP_MAYMOVE`
 /// (also correct there).
-#[cfg(all(feature = "musl-dlmalloc", target_os = "linux"))]
-#[cfg_attr(not(target_env = "musl"), allow(dead_code))]
+#[cfg(all(feature = "dlmalloc", target_os = "linux"))]
 #[allow(unsafe_code)]
 mod heap {
     use core::alloc::{GlobalAlloc, Layout};
@@ -624,10 +626,11 @@ fn depmod_main(args: &[Vec<u8>]) -> u8 {
 fn main() -> std::process::ExitCode {
     use std::os::unix::ffi::OsStringExt;
     // glibc raises its mmap threshold to the size of each large block freed (up to
-    // 32 MiB), after which a worker's multi-megabyte decompression buffers come
-    // from the heap and are not given back when freed: a fixed threshold keeps
-    // every buffer of 1 MiB or more in its own mapping, returned on free (peak RSS
-    // on Debian 12's xz tree 47 -> 36 MB).
+    // 32 MiB), after which multi-megabyte buffers come from the heap and are not
+    // given back when freed: a fixed threshold keeps every buffer of 1 MiB or more
+    // in its own mapping, returned on free (peak RSS on Debian 12's xz tree 47 ->
+    // 36 MB, when all of depmod's memory came from glibc). With dlmalloc, what is
+    // left on glibc's heap is the C decoders' state.
     #[cfg(target_env = "gnu")]
     #[allow(unsafe_code)]
     // SAFETY: `mallopt` only sets a malloc tunable; no allocation is live that
@@ -645,9 +648,9 @@ mod no_std_rt {
     #![allow(unsafe_code)]
 
     use alloc::vec::Vec;
-    #[cfg(not(all(target_env = "musl", feature = "musl-dlmalloc")))]
+    #[cfg(not(all(target_os = "linux", feature = "dlmalloc")))]
     use core::alloc::{GlobalAlloc, Layout};
-    #[cfg(not(all(target_env = "musl", feature = "musl-dlmalloc")))]
+    #[cfg(not(all(target_os = "linux", feature = "dlmalloc")))]
     use core::ffi::c_void;
     use core::ffi::{c_char, c_int, CStr};
 
@@ -785,17 +788,17 @@ mod no_std_rt {
     }
 
     /// The C library's `malloc`, for builds without dlmalloc.
-    #[cfg(not(all(target_env = "musl", feature = "musl-dlmalloc")))]
+    #[cfg(not(all(target_os = "linux", feature = "dlmalloc")))]
     pub struct LibcAlloc;
 
     /// What `malloc` guarantees: suitable for any fundamental type.
-    #[cfg(not(all(target_env = "musl", feature = "musl-dlmalloc")))]
+    #[cfg(not(all(target_os = "linux", feature = "dlmalloc")))]
     const MALLOC_ALIGN: usize = 16;
 
     // SAFETY: every method forwards to the C allocator, which returns blocks of
     // at least the requested size and alignment (`posix_memalign` beyond what
     // `malloc` guarantees), or null on failure, as `GlobalAlloc` requires.
-    #[cfg(not(all(target_env = "musl", feature = "musl-dlmalloc")))]
+    #[cfg(not(all(target_os = "linux", feature = "dlmalloc")))]
     unsafe impl GlobalAlloc for LibcAlloc {
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             if layout.align() <= MALLOC_ALIGN && layout.align() <= layout.size() {

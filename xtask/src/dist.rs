@@ -309,7 +309,7 @@ pub fn build(root: &Path, b: Build) -> Result<PathBuf, String> {
             .arg("-Zbuild-std-features=optimize_for_size");
     } else {
         let liblzma = liblzma(b, cargo("std,panic_abort", liblzma_defines(b.arch)))?;
-        cmd.arg("host,gz,zst,xz-prebuilt,musl-dlmalloc")
+        cmd.arg("host,gz,zst,xz-prebuilt,dlmalloc")
             .env("DEPMOD_LIBLZMA_DIR", liblzma);
     }
     eprintln!("xtask: building depmod for {}", b.label());
