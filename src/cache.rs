@@ -36,6 +36,7 @@
 //! damaged or older cache parses to a [`CacheError`], never a panic.
 
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::byteindex::ByteIndex;
@@ -105,6 +106,8 @@ pub struct Record<'a> {
     /// good need not write it again.
     pub in_full: bool,
     record: &'a [u8],
+    /// Where `record` starts in the file's bytes.
+    at: usize,
 }
 
 impl Record<'_> {
@@ -122,6 +125,23 @@ impl Record<'_> {
     /// wrote ourselves always does; the caller then reads the module).
     pub fn data(&self) -> Option<ModuleData> {
         ModuleData::decode(self.record)
+    }
+
+    /// [`Self::data`], sharing `file`'s buffer instead of copying the record out
+    /// of it, when `file` holds the bytes this record was parsed from (the full
+    /// file's for a record [`Self::in_full`], otherwise the delta's); a copy if
+    /// not.
+    pub fn data_in(&self, file: Option<&Arc<Vec<u8>>>) -> Option<ModuleData> {
+        let range = self.at..self.at + self.record.len();
+        match file {
+            Some(f)
+                if f.get(range.clone())
+                    .is_some_and(|r| r.as_ptr() == self.record.as_ptr()) =>
+            {
+                ModuleData::decode_shared(f, range)
+            }
+            _ => self.data(),
+        }
     }
 }
 
@@ -190,7 +210,9 @@ impl<'a> Cache<'a> {
             sum,
             ..Cache::default()
         };
-        cache.parse_records(r).ok_or(CacheError::Damaged)?;
+        cache
+            .parse_records(r, body.len())
+            .ok_or(CacheError::Damaged)?;
         Ok(cache)
     }
 
@@ -229,7 +251,9 @@ impl<'a> Cache<'a> {
         self.sum
     }
 
-    fn parse_records(&mut self, mut r: Reader<'a>) -> Option<()> {
+    /// The records that `r` holds, which ends where the `end` bytes of the
+    /// file's body do (for each record's place in the file).
+    fn parse_records(&mut self, mut r: Reader<'a>, end: usize) -> Option<()> {
         // path, five ids and verified_ns, has_digest, digest, record.
         let n = r.count(4 + 48 + 1 + 16 + 4)?;
         let in_full = self.extends.is_none();
@@ -254,6 +278,7 @@ impl<'a> Cache<'a> {
                 _ => return None,
             };
             let record = r.bytes()?;
+            let at = end - r.0.len() - record.len();
             cache.add(Record {
                 path,
                 id,
@@ -261,6 +286,7 @@ impl<'a> Cache<'a> {
                 content,
                 in_full,
                 record,
+                at,
             });
         }
         r.is_empty().then_some(())
@@ -369,4 +395,80 @@ pub fn encode<'m>(
     let sum = checksum(&out);
     out.extend_from_slice(&sum.to_le_bytes());
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scan::{Export, Import, InfoKey, ModuleScan};
+    use alloc::format;
+    use alloc::vec;
+
+    /// A module's data, through a cache file and back: shared with the file's
+    /// buffer, copied out of it, or (given another buffer) copied anyway, it is
+    /// the same data, and it encodes to the same record.
+    #[test]
+    fn a_record_taken_in_place_is_the_record_copied() {
+        let scan = ModuleScan {
+            modinfo: vec![
+                (InfoKey::Alias, &b"fs-ext4"[..]),
+                (InfoKey::Softdep, b"pre: crc32c"),
+            ],
+            exports: Ok(vec![Export {
+                name: b"ext4_fn",
+                crc: 0x1234_5678,
+            }]),
+            imports: vec![
+                Import {
+                    name: b"kfree",
+                    crc: 0xdead_beef,
+                    weak: false,
+                },
+                Import {
+                    name: b"weak_one",
+                    crc: 0,
+                    weak: true,
+                },
+            ],
+        };
+        let made = ModuleData::from_scan(&scan);
+        let p = Provenance {
+            id: FileId {
+                dev: 1,
+                ino: 2,
+                size: 3,
+                mtime_ns: 4,
+                ctime_ns: 5,
+            },
+            verified_ns: 6,
+            content: None,
+            in_full_cache: false,
+        };
+        let empty = ModuleData::default();
+        let modules = [(&b"/m/a.ko"[..], &p, &made), (&b"/m/b.ko"[..], &p, &empty)];
+        let file = Arc::new(encode(b"/m", None, modules.iter().copied(), 0).unwrap());
+        let cache = Cache::parse(&file).unwrap();
+        let other = Arc::new(file.to_vec());
+        for (path, want) in [(&b"/m/a.ko"[..], &made), (b"/m/b.ko", &empty)] {
+            let record = cache.by_path(path).unwrap();
+            let mut want_record = Vec::new();
+            want.encode(&mut want_record).unwrap();
+            for got in [
+                record.data_in(Some(&file)).unwrap(),
+                record.data().unwrap(),
+                record.data_in(Some(&other)).unwrap(),
+                record.data_in(None).unwrap(),
+            ] {
+                assert_eq!(format!("{got:?}"), format!("{want:?}"));
+                let mut again = Vec::new();
+                got.encode(&mut again).unwrap();
+                assert_eq!(again, want_record);
+            }
+        }
+        assert_eq!(made.info(InfoKey::Alias).collect::<Vec<_>>(), [b"fs-ext4"]);
+        assert_eq!(
+            made.imports().collect::<Vec<_>>(),
+            [(&b"kfree"[..], 0xdead_beef, false), (b"weak_one", 0, true)]
+        );
+    }
 }

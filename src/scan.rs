@@ -5,7 +5,9 @@
 //! is the compact owned form kept after the image is gone (one small arena per
 //! module), so a run never holds more than one decompressed image per worker.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::ops::Range;
 
 use crate::decompress::Format;
 use crate::elf::{cstr, Elf, ElfError, EM_SPARC, EM_SPARCV9, SHN_ABS, SHN_UNDEF};
@@ -437,18 +439,126 @@ impl From<ElfError> for LoadError {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Span(u32, u32);
+/// A module's record: what [`ModuleData::encode`] writes after the error tag, and
+/// what a scan's result is kept as. Little-endian, every name in one arena:
+///
+/// ```text
+/// arena (u32 length, bytes)
+/// u32 count, then per modinfo entry:  key u8, start u32, end u32
+/// u32 count, then per export:         start u32, end u32, crc u64
+/// u32 count, then per import:         start u32, end u32, crc u64, weak u8
+/// ```
+///
+/// (start, end) is a span of the arena. One buffer per module, not one per list,
+/// and the form the module cache stores: a record taken from the cache is used
+/// where it lies in the cache file's bytes, not copied.
+#[derive(Clone, Debug)]
+enum Body {
+    /// Made by a scan (or empty: a module with nothing in it).
+    Owned(Vec<u8>),
+    /// A span of a cache file's bytes.
+    Shared(Arc<Vec<u8>>, Range<usize>),
+}
 
-/// The owned, compact result of scanning one module: all names in one arena.
-#[derive(Debug, Default)]
+/// Sizes of one entry of each list (see [`Body`]).
+const MODINFO_ENTRY: usize = 9;
+const EXPORT_ENTRY: usize = 16;
+const IMPORT_ENTRY: usize = 17;
+
+/// The record of a module with nothing in it: an empty arena, three empty lists.
+const EMPTY_BODY: [u8; 16] = [0; 16];
+
+/// Where the parts of a [`Body`] lie, found once when it is made or checked.
+#[derive(Clone, Copy, Debug, Default)]
+struct Layout {
+    arena: (usize, usize),
+    modinfo: (usize, usize),
+    exports: (usize, usize),
+    imports: (usize, usize),
+}
+
+impl Layout {
+    /// Checks `body` end to end (every span inside the arena, every key and flag
+    /// one that [`ModuleData::encode`] writes, nothing after the lists) and says
+    /// where its parts are. `None` for anything else.
+    fn check(body: &[u8]) -> Option<Layout> {
+        let mut r = Reader(body);
+        let at = |r: &Reader<'_>| body.len() - r.0.len();
+        let arena_len = r.bytes()?.len();
+        let arena = (at(&r) - arena_len, arena_len);
+        let span_ok = |e: &[u8]| -> Option<()> {
+            let s = u32::from_le_bytes(e.get(..4)?.try_into().ok()?) as usize;
+            let t = u32::from_le_bytes(e.get(4..8)?.try_into().ok()?) as usize;
+            (s <= t && t <= arena_len).then_some(())
+        };
+        let n = r.count(MODINFO_ENTRY)?;
+        let modinfo = (at(&r), n);
+        for e in r.take(n * MODINFO_ENTRY)?.chunks_exact(MODINFO_ENTRY) {
+            if *e.first()? > 2 {
+                return None;
+            }
+            span_ok(e.get(1..)?)?;
+        }
+        let n = r.count(EXPORT_ENTRY)?;
+        let exports = (at(&r), n);
+        for e in r.take(n * EXPORT_ENTRY)?.chunks_exact(EXPORT_ENTRY) {
+            span_ok(e)?;
+        }
+        let n = r.count(IMPORT_ENTRY)?;
+        let imports = (at(&r), n);
+        for e in r.take(n * IMPORT_ENTRY)?.chunks_exact(IMPORT_ENTRY) {
+            span_ok(e)?;
+            if *e.get(16)? > 1 {
+                return None;
+            }
+        }
+        r.is_empty().then_some(Layout {
+            arena,
+            modinfo,
+            exports,
+            imports,
+        })
+    }
+}
+
+/// The owned, compact result of scanning one module: its [`Body`], with where
+/// each part lies in it.
+#[derive(Clone, Default)]
 pub struct ModuleData {
-    arena: Vec<u8>,
-    modinfo: Vec<(InfoKey, Span)>,
-    exports: Vec<(Span, u64)>,
-    imports: Vec<(Span, u64, bool)>,
+    body: Option<Body>,
+    layout: Layout,
     /// Set when kmod would print "failed to load symbols from …".
     pub error: Option<LoadError>,
+}
+
+impl core::fmt::Debug for ModuleData {
+    /// What the module holds, whatever buffer holds it.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let info = |k| self.info(k).collect::<Vec<_>>();
+        f.debug_struct("ModuleData")
+            .field("alias", &info(InfoKey::Alias))
+            .field("softdep", &info(InfoKey::Softdep))
+            .field("weakdep", &info(InfoKey::Weakdep))
+            .field("exports", &self.exports().collect::<Vec<_>>())
+            .field("imports", &self.imports().collect::<Vec<_>>())
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+/// A little-endian u32 at `at` of `b` (0 past the end: a checked body never is).
+#[inline]
+fn le32(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4)
+        .and_then(|w| w.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
+#[inline]
+fn le64(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8)
+        .and_then(|w| w.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
 }
 
 impl ModuleData {
@@ -468,66 +578,131 @@ impl ModuleData {
         }
     }
 
-    /// Copies a borrowed scan into owned form.
+    /// Copies a borrowed scan into owned form: one buffer (see [`Body`]).
     pub fn from_scan(scan: &ModuleScan<'_>) -> Self {
-        let mut d = ModuleData::default();
-        let exports: &[Export<'_>] = match &scan.exports {
-            Ok(list) => list,
-            Err(e) => {
-                d.error = Some((*e).into());
-                &[]
-            }
+        let (exports, error): (&[Export<'_>], _) = match &scan.exports {
+            Ok(list) => (list, None),
+            Err(e) => (&[], Some(LoadError::from(*e))),
         };
-        let size = scan.modinfo.iter().map(|m| m.1.len()).sum::<usize>()
+        let arena_len = scan.modinfo.iter().map(|m| m.1.len()).sum::<usize>()
             + exports.iter().map(|e| e.name.len()).sum::<usize>()
             + scan.imports.iter().map(|i| i.name.len()).sum::<usize>();
-        d.arena.reserve_exact(size);
-        d.modinfo.reserve_exact(scan.modinfo.len());
-        d.exports.reserve_exact(exports.len());
-        d.imports.reserve_exact(scan.imports.len());
-        for &(k, v) in &scan.modinfo {
-            let s = d.push(v);
-            d.modinfo.push((k, s));
+        // Spans are u32: an image whose names add up to more (only a crafted
+        // one, its names overlapping) is refused like an over-large file.
+        if u32::try_from(arena_len).is_err() {
+            return Self::failed(LoadError::TooLarge);
+        }
+        let size = 16
+            + arena_len
+            + MODINFO_ENTRY * scan.modinfo.len()
+            + EXPORT_ENTRY * exports.len()
+            + IMPORT_ENTRY * scan.imports.len();
+        let mut body = Vec::with_capacity(size);
+        let mut w = Writer(&mut body);
+        w.u32(arena_len as u32);
+        let arena = (4, arena_len);
+        for &(_, v) in &scan.modinfo {
+            w.0.extend_from_slice(v);
         }
         for e in exports {
-            let s = d.push(e.name);
-            d.exports.push((s, e.crc));
+            w.0.extend_from_slice(e.name);
         }
         for i in &scan.imports {
-            let s = d.push(i.name);
-            d.imports.push((s, i.crc, i.weak));
+            w.0.extend_from_slice(i.name);
         }
-        d
+        // The spans, in the order the names went in (all below `arena_len`).
+        let mut at = 0u32;
+        let mut span = |w: &mut Writer<'_>, len: usize| {
+            w.u32(at);
+            at += len as u32;
+            w.u32(at);
+        };
+        let modinfo = (w.0.len() + 4, scan.modinfo.len());
+        w.u32(scan.modinfo.len() as u32);
+        for &(k, v) in &scan.modinfo {
+            w.u8(match k {
+                InfoKey::Alias => 0,
+                InfoKey::Softdep => 1,
+                InfoKey::Weakdep => 2,
+            });
+            span(&mut w, v.len());
+        }
+        let exports_at = (w.0.len() + 4, exports.len());
+        w.u32(exports.len() as u32);
+        for e in exports {
+            span(&mut w, e.name.len());
+            w.u64(e.crc);
+        }
+        let imports = (w.0.len() + 4, scan.imports.len());
+        w.u32(scan.imports.len() as u32);
+        for i in &scan.imports {
+            span(&mut w, i.name.len());
+            w.u64(i.crc);
+            w.u8(u8::from(i.weak));
+        }
+        ModuleData {
+            body: Some(Body::Owned(body)),
+            layout: Layout {
+                arena,
+                modinfo,
+                exports: exports_at,
+                imports,
+            },
+            error,
+        }
     }
 
-    fn push(&mut self, bytes: &[u8]) -> Span {
-        let start = self.arena.len() as u32;
-        self.arena.extend_from_slice(bytes);
-        Span(start, self.arena.len() as u32)
+    /// The record's bytes (empty for a module with nothing in it).
+    #[inline]
+    fn body(&self) -> &[u8] {
+        match &self.body {
+            None => &[],
+            Some(Body::Owned(v)) => v,
+            Some(Body::Shared(buf, range)) => buf.get(range.clone()).unwrap_or_default(),
+        }
     }
 
-    fn get(&self, s: Span) -> &[u8] {
-        self.arena.get(s.0 as usize..s.1 as usize).unwrap_or(&[])
+    /// The `n` entries of `size` bytes at `(at, n)` of the body.
+    #[inline]
+    fn entries(&self, (at, n): (usize, usize), size: usize) -> core::slice::ChunksExact<'_, u8> {
+        self.body()
+            .get(at..at + n * size)
+            .unwrap_or_default()
+            .chunks_exact(size)
+    }
+
+    /// The name a span (the first eight bytes of `entry`) gives.
+    #[inline]
+    fn name(&self, entry: &[u8]) -> &[u8] {
+        let (start, len) = self.layout.arena;
+        let arena = self.body().get(start..start + len).unwrap_or_default();
+        arena
+            .get(le32(entry, 0) as usize..le32(entry, 4) as usize)
+            .unwrap_or_default()
     }
 
     /// Modinfo values with key `key`, in section order.
     pub fn info(&self, key: InfoKey) -> impl Iterator<Item = &[u8]> {
-        self.modinfo
-            .iter()
-            .filter(move |(k, _)| *k == key)
-            .map(|&(_, s)| self.get(s))
+        let tag = match key {
+            InfoKey::Alias => 0,
+            InfoKey::Softdep => 1,
+            InfoKey::Weakdep => 2,
+        };
+        self.entries(self.layout.modinfo, MODINFO_ENTRY)
+            .filter(move |e| e.first() == Some(&tag))
+            .map(|e| self.name(e.get(1..).unwrap_or_default()))
     }
 
     /// Exported symbols (name, CRC) in export-list order.
     pub fn exports(&self) -> impl Iterator<Item = (&[u8], u64)> {
-        self.exports.iter().map(|&(s, crc)| (self.get(s), crc))
+        self.entries(self.layout.exports, EXPORT_ENTRY)
+            .map(|e| (self.name(e), le64(e, 8)))
     }
 
     /// Imported symbols (name, CRC, weak) in import-list order.
     pub fn imports(&self) -> impl Iterator<Item = (&[u8], u64, bool)> {
-        self.imports
-            .iter()
-            .map(|&(s, crc, w)| (self.get(s), crc, w))
+        self.entries(self.layout.imports, IMPORT_ENTRY)
+            .map(|e| (self.name(e), le64(e, 8), e.get(16) == Some(&1)))
     }
 
     /// Appends this module's record for the module cache (`crate::cache`).
@@ -547,48 +722,44 @@ impl ModuleData {
             Some(LoadError::Decompress(D::TooLarge(f))) => (7, Some(f)),
             Some(LoadError::Io(_)) | Some(LoadError::Decompress(D::Unsupported(_))) => return None,
         };
-        let start = out.len();
         let mut w = Writer(out);
         w.u8(tag);
         if let Some(f) = format {
             w.u8(format_tag(f));
         }
-        let written = (|| {
-            w.bytes(&self.arena)?;
-            w.u32(u32::try_from(self.modinfo.len()).ok()?);
-            for &(k, s) in &self.modinfo {
-                w.u8(match k {
-                    InfoKey::Alias => 0,
-                    InfoKey::Softdep => 1,
-                    InfoKey::Weakdep => 2,
-                });
-                w.u32(s.0);
-                w.u32(s.1);
-            }
-            w.u32(u32::try_from(self.exports.len()).ok()?);
-            for &(s, crc) in &self.exports {
-                w.u32(s.0);
-                w.u32(s.1);
-                w.u64(crc);
-            }
-            w.u32(u32::try_from(self.imports.len()).ok()?);
-            for &(s, crc, weak) in &self.imports {
-                w.u32(s.0);
-                w.u32(s.1);
-                w.u64(crc);
-                w.u8(u8::from(weak));
-            }
-            Some(())
-        })();
-        if written.is_none() {
-            out.truncate(start);
-        }
-        written
+        let body = self.body();
+        out.extend_from_slice(if body.is_empty() { &EMPTY_BODY } else { body });
+        Some(())
     }
 
-    /// Reads back a record [`Self::encode`] wrote; `None` unless `bytes` is exactly
-    /// one well-formed record (every span inside the arena).
+    /// Reads back a record [`Self::encode`] wrote (copied); `None` unless `bytes`
+    /// is exactly one well-formed record (every span inside the arena).
     pub fn decode(bytes: &[u8]) -> Option<ModuleData> {
+        let (error, body) = Self::split_record(bytes)?;
+        let layout = Layout::check(body)?;
+        Some(ModuleData {
+            body: Some(Body::Owned(body.to_vec())),
+            layout,
+            error,
+        })
+    }
+
+    /// [`Self::decode`] of the record at `range` of `file` (a cache file's bytes),
+    /// used where it lies: the module data shares the file's buffer.
+    pub fn decode_shared(file: &Arc<Vec<u8>>, range: Range<usize>) -> Option<ModuleData> {
+        let record = file.get(range.clone())?;
+        let (error, body) = Self::split_record(record)?;
+        let layout = Layout::check(body)?;
+        let start = range.end - body.len();
+        Some(ModuleData {
+            body: Some(Body::Shared(file.clone(), start..range.end)),
+            layout,
+            error,
+        })
+    }
+
+    /// A record's error tag, and the body after it.
+    fn split_record(bytes: &[u8]) -> Option<(Option<LoadError>, &[u8])> {
         use crate::decompress::Error as D;
         let mut r = Reader(bytes);
         let error = match r.u8()? {
@@ -607,50 +778,7 @@ impl ModuleData {
             }
             _ => return None,
         };
-        let arena = r.bytes()?;
-        let span = |r: &mut Reader<'_>| -> Option<Span> {
-            let s = Span(r.u32()?, r.u32()?);
-            (s.0 <= s.1 && s.1 as usize <= arena.len()).then_some(s)
-        };
-        let n = r.count(9)?;
-        let mut modinfo = Vec::with_capacity(n);
-        for _ in 0..n {
-            let key = match r.u8()? {
-                0 => InfoKey::Alias,
-                1 => InfoKey::Softdep,
-                2 => InfoKey::Weakdep,
-                _ => return None,
-            };
-            modinfo.push((key, span(&mut r)?));
-        }
-        let n = r.count(16)?;
-        let mut exports = Vec::with_capacity(n);
-        for _ in 0..n {
-            let s = span(&mut r)?;
-            exports.push((s, r.u64()?));
-        }
-        let n = r.count(17)?;
-        let mut imports = Vec::with_capacity(n);
-        for _ in 0..n {
-            let s = span(&mut r)?;
-            let crc = r.u64()?;
-            let weak = match r.u8()? {
-                0 => false,
-                1 => true,
-                _ => return None,
-            };
-            imports.push((s, crc, weak));
-        }
-        if !r.is_empty() {
-            return None;
-        }
-        Some(ModuleData {
-            arena: arena.to_vec(),
-            modinfo,
-            exports,
-            imports,
-            error,
-        })
+        Some((error, r.0))
     }
 }
 

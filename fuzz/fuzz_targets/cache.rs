@@ -7,6 +7,8 @@
 //! record parser with every structure the fuzzer can make.
 #![no_main]
 
+use std::sync::Arc;
+
 use depmod::cache::Cache;
 use depmod::digest::checksum;
 use depmod::made_indexes::MadeIndexes;
@@ -17,11 +19,16 @@ fuzz_target!(|data: &[u8]| {
     let _ = Cache::parse(data);
     let mut sealed = data.to_vec();
     sealed.extend_from_slice(&checksum(data).to_le_bytes());
+    let sealed = Arc::new(sealed);
     if let Ok(cache) = Cache::parse(&sealed) {
         assert!(cache.len() <= data.len());
         for record in cache.records() {
             let _ = cache.by_path(record.path);
-            if let Some(d) = record.data() {
+            let copied = record.data();
+            // Taken in place, a record is the record copied.
+            let shared = record.data_in(Some(&sealed));
+            assert_eq!(format!("{copied:?}"), format!("{shared:?}"));
+            if let Some(d) = copied {
                 assert!(d.exports().count() + d.imports().count() <= data.len());
             }
         }

@@ -15,6 +15,7 @@
 //! cut fails its checksum and is rebuilt, at the cost of one cold run. `-n`
 //! neither reads nor writes them.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -45,7 +46,7 @@ pub struct CacheFile {
     /// The file's name in it.
     name: Vec<u8>,
     /// Its bytes (`None` when there is none yet or it could not be read).
-    bytes: Option<Vec<u8>>,
+    bytes: Option<Arc<Vec<u8>>>,
     /// The bytes are another tree's cache (see [`Self::sibling`]).
     borrowed: bool,
     /// Why the file could not be read, if so (said by [`Self::report_read_error`]).
@@ -55,7 +56,7 @@ pub struct CacheFile {
     /// Their length (kept when they are freed): about the next cache's size.
     last_len: usize,
     /// The delta's bytes, if there is one beside our own full file.
-    delta: Option<Vec<u8>>,
+    delta: Option<Arc<Vec<u8>>>,
     /// What [`Cache::check`] said of them.
     delta_checked: Result<(), cache::CacheError>,
     /// The full file's checksum (0: none) and record count, once
@@ -118,10 +119,10 @@ impl CacheFile {
     /// could not be read is reported by [`Self::report_read_error`].
     pub fn load(mut self) -> CacheFile {
         match sys::read(&self.path()) {
-            Ok(bytes) => self.bytes = Some(bytes),
+            Ok(bytes) => self.bytes = Some(Arc::new(bytes)),
             Err(Errno(libc::ENOENT)) => {
                 let version = self.version().to_vec();
-                self.bytes = self.sibling(&version);
+                self.bytes = self.sibling(&version).map(Arc::new);
                 self.borrowed = true;
             }
             Err(e) => self.read_error = Some(e),
@@ -132,7 +133,7 @@ impl CacheFile {
         }
         if self.checked.is_ok() && self.bytes.is_some() && !self.borrowed {
             // A delta that cannot be read is as good as none.
-            self.delta = sys::read(&self.delta_path()).ok();
+            self.delta = sys::read(&self.delta_path()).ok().map(Arc::new);
             if let Some(d) = &self.delta {
                 self.delta_checked = Cache::check(d);
             }
@@ -357,7 +358,14 @@ impl CacheFile {
         }
     }
 
-    /// Frees last run's bytes once they are no longer needed.
+    /// The full file's bytes and the delta's, which [`cache::Record::data_in`]
+    /// shares with the module data it gives.
+    pub fn files(&self) -> [Option<&Arc<Vec<u8>>>; 2] {
+        [self.bytes.as_ref(), self.delta.as_ref()]
+    }
+
+    /// Lets go of last run's bytes once no record is to be taken from them (the
+    /// module data taken keeps what it shares).
     pub fn forget_records(&mut self) {
         self.bytes = None;
         self.delta = None;

@@ -10,11 +10,12 @@
 //! SIGBUS; a short read sends the module down the whole-file path, which meets the
 //! file as it is then.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::sys::{self, Errno, File};
-use crate::cache::{Cache, FileId, Provenance};
+use crate::cache::{Cache, FileId, Provenance, Record};
 use crate::decompress::{self, Format};
 use crate::digest::digest;
 use crate::scan::{LoadError, ModuleData};
@@ -87,6 +88,17 @@ pub struct CacheUse<'c, 'a> {
     pub cache: &'c Cache<'a>,
     /// When this run began (before its walk): the time our reads are taken at.
     pub run_start_ns: i64,
+    /// The bytes of the full cache file and of its delta, which module data
+    /// taken from their records shares (`CacheFile::files`).
+    pub files: [Option<&'c Arc<Vec<u8>>>; 2],
+}
+
+impl CacheUse<'_, '_> {
+    /// What `record` gave, sharing the bytes of the file it is in.
+    fn data_of(&self, record: &Record<'_>) -> Option<ModuleData> {
+        let [full, delta] = self.files;
+        record.data_in(if record.in_full { full } else { delta })
+    }
 }
 
 /// Loads one module: reads it (decompressing by magic), scans it, keeps what the
@@ -124,7 +136,7 @@ fn load_or_defer(
             let id = found_as.or_else(|| sys::metadata(path).ok().map(|m| m.file_id()));
             if let Some(id) = id {
                 if record.trusted_for(&id) {
-                    if let Some(data) = record.data() {
+                    if let Some(data) = c.data_of(record) {
                         let p = Provenance {
                             id,
                             verified_ns: record.verified_ns,
@@ -191,7 +203,7 @@ fn load_or_defer(
             if let (Some(c), Some(p)) = (cache, provenance.as_mut()) {
                 let content = digest(file_buf);
                 p.content = Some(content);
-                if let Some(data) = c.cache.by_content(&content).and_then(|r| r.data()) {
+                if let Some(data) = c.cache.by_content(&content).and_then(|r| c.data_of(r)) {
                     return Some((data, provenance, Source::Content));
                 }
             }

@@ -337,10 +337,11 @@ fn run_with_context(
         provenance,
         counts,
     } = {
-        let records = cache_file.as_ref().map(|f| f.parse(report));
-        let cache = records.as_ref().map(|cache| load::CacheUse {
+        let records = cache_file.as_ref().map(|f| (f.parse(report), f.files()));
+        let cache = records.as_ref().map(|(cache, files)| load::CacheUse {
             cache,
             run_start_ns,
+            files: *files,
         });
         load::load_all(&path_refs, cache)
     };
