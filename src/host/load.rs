@@ -234,6 +234,15 @@ fn load_or_defer(
     Some((data, provenance, Source::Read))
 }
 
+/// The least a worker's image of plain modules ([`load_sparse`]) is made: larger
+/// than any plain module of a distribution kernel, so that it is made once.
+/// Only the pages read into are ever touched, and they stay with the worker; an
+/// image that grew step by step with the largest module so far (the Debian
+/// tree's reach 19 MB) was made anew each time, every page read into before
+/// touched again (820 page faults of 9,000 in a cold run). Address space only:
+/// a quarter as much on 32-bit systems.
+const IMAGE_RESERVE: usize = if usize::BITS >= 64 { 64 << 20 } else { 16 << 20 };
+
 /// Reads and scans a plain module of `len` bytes (`head`: its first bytes) in part,
 /// into `image` (all zero on entry and on return). `None`: read it whole instead
 /// (the plan gave up, or a read failed or came short: the file changed meanwhile,
@@ -247,9 +256,13 @@ fn load_sparse(
 ) -> Option<ModuleData> {
     let n = usize::try_from(len).ok()?;
     if image.len() < n {
-        // Freshly zeroed memory (not written to: the allocator's zero pages), as much
-        // as the largest module so far, at least doubling.
-        let grown = n.max(image.len().saturating_mul(2)).min(MAX_MODULE_SIZE);
+        // Freshly zeroed memory (not written to: the allocator's zero pages), at
+        // least IMAGE_RESERVE, as much as the largest module so far, at least
+        // doubling.
+        let grown = n
+            .max(image.len().saturating_mul(2))
+            .max(IMAGE_RESERVE)
+            .min(MAX_MODULE_SIZE);
         *image = Vec::new();
         *image = alloc::vec![0; grown];
     }
