@@ -241,7 +241,11 @@ fn load_or_defer(
 /// tree's reach 19 MB) was made anew each time, every page read into before
 /// touched again (820 page faults of 9,000 in a cold run). Address space only:
 /// a quarter as much on 32-bit systems.
-const IMAGE_RESERVE: usize = if usize::BITS >= 64 { 64 << 20 } else { 16 << 20 };
+const IMAGE_RESERVE: usize = if usize::BITS >= 64 {
+    64 << 20
+} else {
+    16 << 20
+};
 
 /// Reads and scans a plain module of `len` bytes (`head`: its first bytes) in part,
 /// into `image` (all zero on entry and on return). `None`: read it whole instead
