@@ -77,6 +77,10 @@ pub fn is_indexable(s: &[u8]) -> bool {
 
 #[inline]
 fn check(s: &[u8]) -> Result<(), BadChar> {
+    // A word at a time first: nearly every key and value is ASCII.
+    if s.is_ascii() {
+        return Ok(());
+    }
     match s.iter().find(|&&b| b >= 0x80) {
         Some(&byte) => Err(BadChar {
             byte,
