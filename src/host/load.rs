@@ -265,8 +265,7 @@ fn load_sparse(
         // doubling.
         let grown = n
             .max(image.len().saturating_mul(2))
-            .max(IMAGE_RESERVE)
-            .min(MAX_MODULE_SIZE);
+            .clamp(IMAGE_RESERVE, MAX_MODULE_SIZE);
         *image = Vec::new();
         *image = alloc::vec![0; grown];
     }
