@@ -59,6 +59,43 @@ pub struct ModuleScan<'a> {
 /// the error kmod prints as "failed to load symbols"; such a module is still listed
 /// in the outputs, with nothing in it.
 pub fn scan(data: &[u8]) -> Result<ModuleScan<'_>, ElfError> {
+    scan_with(data, &mut ScanBuffers::default())
+}
+
+/// The lists a scan fills, kept between scans: a worker scans thousands of
+/// modules, and each scan took five lists from the allocator (and gave them
+/// back) where one set of them, emptied and refilled, does. Between scans
+/// they are empty; only their capacity is kept (see [`recycle`]).
+#[derive(Default)]
+pub struct ScanBuffers {
+    modinfo: Vec<(InfoKey, &'static [u8])>,
+    exports: Vec<Export<'static>>,
+    imports: Vec<Import<'static>>,
+    versions: Vec<Version<'static>>,
+    by_name: Vec<(u32, u32)>,
+}
+
+impl ScanBuffers {
+    /// Takes back the lists of a scan that is done with.
+    fn give_back(&mut self, scan: ModuleScan<'_>) {
+        self.modinfo = recycle(scan.modinfo);
+        if let Ok(exports) = scan.exports {
+            self.exports = recycle(exports);
+        }
+        self.imports = recycle(scan.imports);
+    }
+}
+
+/// `v`, emptied, as a list of another lifetime: the same allocation, as the
+/// standard library collects a `Vec` into one of the same layout in place
+/// (a test checks that it does).
+fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
+}
+
+/// [`scan`] with lists from `bufs` (given back by [`ScanBuffers::give_back`]).
+fn scan_with<'a>(data: &'a [u8], bufs: &mut ScanBuffers) -> Result<ModuleScan<'a>, ElfError> {
     let elf = Elf::parse(data)?;
     let [modinfo_s, strtab, symtab_s, versions_s, ksymtab_strings] = elf.sections([
         b".modinfo",
@@ -82,10 +119,10 @@ pub fn scan(data: &[u8]) -> Result<ModuleScan<'_>, ElfError> {
     {
         return Err(ElfError::TooManySymbols);
     }
-    let (crc_exports, imports) = symbol_table(&elf, &s);
+    let (crc_exports, imports) = symbol_table(&elf, &s, bufs);
     Ok(ModuleScan {
-        modinfo: modinfo(modinfo_s),
-        exports: exports(crc_exports, &s),
+        modinfo: modinfo(modinfo_s, recycle(core::mem::take(&mut bufs.modinfo))),
+        exports: exports(crc_exports, &s, bufs),
         imports,
     })
 }
@@ -129,13 +166,16 @@ fn skip_leading_nuls(mut s: &[u8]) -> &[u8] {
     s
 }
 
-fn modinfo(section: Option<&[u8]>) -> Vec<(InfoKey, &[u8])> {
+fn modinfo<'a>(
+    section: Option<&'a [u8]>,
+    mut list: Vec<(InfoKey, &'a [u8])>,
+) -> Vec<(InfoKey, &'a [u8])> {
     let Some(section) = section else {
-        return Vec::new();
+        return list;
     };
     // At most one record per NUL, and one more: room for all at once.
     let nuls: usize = section.iter().map(|&b| usize::from(b == 0)).sum();
-    let mut list = Vec::with_capacity(nuls + 1);
+    list.reserve(nuls + 1);
     list.extend(strings(section).filter_map(|rec| {
         // The key is what comes before the first `=`; a record without `=` is a key
         // with an empty value.
@@ -156,24 +196,28 @@ fn modinfo(section: Option<&[u8]>) -> Vec<(InfoKey, &[u8])> {
 }
 
 fn exports<'a>(
-    crc_exports: Option<Vec<Export<'a>>>,
+    crc_exports: Result<Vec<Export<'a>>, Vec<Export<'a>>>,
     s: &Sections<'a>,
+    bufs: &mut ScanBuffers,
 ) -> Result<Vec<Export<'a>>, ElfError> {
-    if let Some(list) = crc_exports {
-        return Ok(list);
-    }
+    let mut list = match crc_exports {
+        Ok(list) => return Ok(list),
+        Err(empty) => empty,
+    };
     // Kernels built without MODVERSIONS: the names in `__ksymtab_strings`.
     let Some(section) = s.ksymtab_strings else {
-        return Ok(Vec::new());
+        return Ok(list);
     };
     let s = skip_leading_nuls(section);
     if s.len() <= 1 {
-        return Ok(Vec::new());
+        return Ok(list);
     }
     if s.last() != Some(&0) {
+        bufs.exports = recycle(list);
         return Err(ElfError::Malformed);
     }
-    Ok(strings(s).map(|name| Export { name, crc: 0 }).collect())
+    list.extend(strings(s).map(|name| Export { name, crc: 0 }));
+    Ok(list)
 }
 
 /// One pass over the symbol table for both of kmod's passes over it: the exports
@@ -181,13 +225,17 @@ fn exports<'a>(
 /// `__ksymtab_strings`: no usable symbol table, a symbol's name outside the string
 /// table, or no `__crc_` symbol at all) and the imports (empty when kmod's import
 /// pass gives up: an undefined symbol's name outside the string table).
-fn symbol_table<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> (Option<Vec<Export<'a>>>, Vec<Import<'a>>) {
+fn symbol_table<'a>(
+    elf: &Elf<'a>,
+    s: &Sections<'a>,
+    bufs: &mut ScanBuffers,
+) -> (Result<Vec<Export<'a>>, Vec<Export<'a>>>, Vec<Import<'a>>) {
+    let mut exports: Vec<Export<'a>> = recycle(core::mem::take(&mut bufs.exports));
     let Some((symtab, strtab, _)) = s.symtab else {
-        return (None, Vec::new());
+        return (Err(exports), recycle(core::mem::take(&mut bufs.imports)));
     };
-    let mut exports = Vec::new();
     let mut exports_ok = true;
-    let mut imports = Some(Imports::new(elf, s.versions));
+    let mut imports = Some(Imports::new(elf, s.versions, bufs));
     let sparc = matches!(elf.machine(), EM_SPARC | EM_SPARCV9);
     for sym in elf.symbols(symtab).skip(1) {
         let in_table = (sym.name as usize) < strtab.len();
@@ -223,8 +271,17 @@ fn symbol_table<'a>(elf: &Elf<'a>, s: &Sections<'a>) -> (Option<Vec<Export<'a>>>
             break;
         }
     }
-    let exports = (exports_ok && !exports.is_empty()).then_some(exports);
-    (exports, imports.map(Imports::finish).unwrap_or_default())
+    let exports = if exports_ok && !exports.is_empty() {
+        Ok(exports)
+    } else {
+        exports.clear();
+        Err(exports)
+    };
+    let imports = match imports {
+        Some(imports) => imports.finish(bufs),
+        None => recycle(core::mem::take(&mut bufs.imports)),
+    };
+    (exports, imports)
 }
 
 /// One `__versions` entry: the CRC; the name, up to the first NUL of its field
@@ -236,27 +293,29 @@ struct Version<'a> {
     used: bool,
 }
 
-fn versions<'a>(elf: &Elf<'a>, section: Option<&'a [u8]>) -> Vec<Version<'a>> {
+fn versions<'a>(
+    elf: &Elf<'a>,
+    section: Option<&'a [u8]>,
+    mut list: Vec<Version<'a>>,
+) -> Vec<Version<'a>> {
     let Some(section) = section else {
-        return Vec::new();
+        return list;
     };
     if section.len() % 64 != 0 {
-        return Vec::new();
+        return list;
     }
     let crc_len = if elf.is64() { 8 } else { 4 };
-    section
-        .chunks_exact(64)
-        .map(|entry| {
-            let field = entry.get(crc_len..).unwrap_or_default();
-            let name = cstr(field);
-            Version {
-                crc: elf.word(entry, 0, elf.is64()).unwrap_or(0),
-                // Shorter than the field: a NUL ends it.
-                name: (name.len() < field.len()).then_some(name),
-                used: false,
-            }
-        })
-        .collect()
+    list.extend(section.chunks_exact(64).map(|entry| {
+        let field = entry.get(crc_len..).unwrap_or_default();
+        let name = cstr(field);
+        Version {
+            crc: elf.word(entry, 0, elf.is64()).unwrap_or(0),
+            // Shorter than the field: a NUL ends it.
+            name: (name.len() < field.len()).then_some(name),
+            used: false,
+        }
+    }));
+    list
 }
 
 /// The imports as the symbol table gives them, each with the CRC of its
@@ -275,15 +334,23 @@ struct Imports<'a> {
 }
 
 impl<'a> Imports<'a> {
-    fn new(elf: &Elf<'a>, versions_section: Option<&'a [u8]>) -> Self {
-        let versions = versions(elf, versions_section);
+    fn new(elf: &Elf<'a>, versions_section: Option<&'a [u8]>, bufs: &mut ScanBuffers) -> Self {
+        let versions = versions(
+            elf,
+            versions_section,
+            recycle(core::mem::take(&mut bufs.versions)),
+        );
+        let mut list: Vec<Import<'a>> = recycle(core::mem::take(&mut bufs.imports));
+        // Nearly every import has its `__versions` entry (with MODVERSIONS).
+        list.reserve(versions.len());
+        let mut by_name = core::mem::take(&mut bufs.by_name);
+        by_name.clear();
         // kmod 34: a name field without a NUL inside never matches (`name` is None).
         let mut imports = Imports {
-            by_name: Vec::new(),
+            by_name,
             unique: true,
             next: 0,
-            // Nearly every import has its `__versions` entry (with MODVERSIONS).
-            list: Vec::with_capacity(versions.len()),
+            list,
             versions,
         };
         if imports.versions.is_empty() {
@@ -363,15 +430,18 @@ impl<'a> Imports<'a> {
         self.list.push(Import { name, crc, weak });
     }
 
-    /// The list, with the `__versions` entries no import matched after it.
-    fn finish(mut self) -> Vec<Import<'a>> {
+    /// The list, with the `__versions` entries no import matched after it; the
+    /// tables back to `bufs`.
+    fn finish(mut self, bufs: &mut ScanBuffers) -> Vec<Import<'a>> {
+        let mut rejected = false;
         for v in &self.versions {
             if v.used {
                 continue;
             }
             let Some(name) = v.name else {
                 // No NUL in the field: kmod 34 rejects the whole list.
-                return Vec::new();
+                rejected = true;
+                break;
             };
             self.list.push(Import {
                 name,
@@ -379,6 +449,11 @@ impl<'a> Imports<'a> {
                 weak: false,
             });
         }
+        if rejected {
+            self.list.clear();
+        }
+        bufs.versions = recycle(self.versions);
+        bufs.by_name = self.by_name;
         self.list
     }
 }
@@ -572,8 +647,18 @@ impl ModuleData {
 
     /// Scans `image` and copies what depmod keeps.
     pub fn from_image(image: &[u8]) -> Self {
-        match scan(image) {
-            Ok(scan) => Self::from_scan(&scan),
+        Self::from_image_with(image, &mut ScanBuffers::default())
+    }
+
+    /// [`Self::from_image`] with the scan's lists taken from `bufs` and given
+    /// back (a worker keeps one `ScanBuffers` for all its modules).
+    pub fn from_image_with(image: &[u8], bufs: &mut ScanBuffers) -> Self {
+        match scan_with(image, bufs) {
+            Ok(scan) => {
+                let data = Self::from_scan(&scan);
+                bufs.give_back(scan);
+                data
+            }
             Err(e) => Self::failed(e.into()),
         }
     }
@@ -799,4 +884,33 @@ fn format_of_tag(t: u8) -> Option<Format> {
         3 => Format::Zstd,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `recycle` keeps the allocation: what `ScanBuffers` is for.
+    #[test]
+    fn a_recycled_list_is_the_same_allocation_emptied() {
+        let text = alloc::vec![b'x'; 64];
+        let mut list: Vec<(InfoKey, &[u8])> = Vec::with_capacity(100);
+        list.push((InfoKey::Alias, &text[..]));
+        let (at, cap) = (list.as_ptr() as usize, list.capacity());
+        let kept: Vec<(InfoKey, &'static [u8])> = recycle(list);
+        assert!(kept.is_empty());
+        assert_eq!((kept.as_ptr() as usize, kept.capacity()), (at, cap));
+    }
+
+    /// A scan with buffers that earlier scans used gives what a fresh one does.
+    #[test]
+    fn scans_with_used_buffers_are_fresh_scans() {
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let mut bufs = ScanBuffers::default();
+        for image in [&exe[..], b"not elf", &exe[..exe.len() / 2], &exe[..]] {
+            let fresh = ModuleData::from_image(image);
+            let reused = ModuleData::from_image_with(image, &mut bufs);
+            assert_eq!(std::format!("{fresh:?}"), std::format!("{reused:?}"));
+        }
+    }
 }

@@ -18,7 +18,7 @@ use super::sys::{self, Errno, File};
 use crate::cache::{Cache, FileId, Provenance, Record};
 use crate::decompress::{self, Format};
 use crate::digest::digest;
-use crate::scan::{LoadError, ModuleData};
+use crate::scan::{LoadError, ModuleData, ScanBuffers};
 use crate::sparse::{self, Plan, Step};
 
 /// Decompressed modules larger than this are refused (no decompression bomb takes
@@ -67,6 +67,8 @@ struct Buffers {
     image: Vec<u8>,
     /// The read plan of the plain module at hand, reset for each.
     plan: Plan,
+    /// The scan's lists, emptied and refilled for each module.
+    scan: ScanBuffers,
     decoders: decompress::Decoders,
 }
 
@@ -186,7 +188,8 @@ fn load_or_defer(
         // file is not a plain ELF file, or meets a surprise (an error, a file shorter
         // than `fstat` said): that read then gives the verdict it gives today.
         if file.read_at(&mut head, 0) == Ok(head.len()) && head.starts_with(b"\x7fELF") {
-            if let Some(data) = load_sparse(&file, len, &head, &mut bufs.image, &mut bufs.plan) {
+            let (image, plan, scan) = (&mut bufs.image, &mut bufs.plan, &mut bufs.scan);
+            if let Some(data) = load_sparse(&file, len, &head, image, plan, scan) {
                 return Some((data, provenance, Source::Read));
             }
         }
@@ -195,9 +198,10 @@ fn load_or_defer(
         return Some((ModuleData::failed(e), provenance, Source::Read));
     }
     let file_buf = &bufs.file;
+    let scan = &mut bufs.scan;
     let data = match decompress::detect(file_buf) {
         None => ModuleData::failed(LoadError::Malformed),
-        Some(Format::Plain) => ModuleData::from_image(file_buf),
+        Some(Format::Plain) => ModuleData::from_image_with(file_buf, scan),
         Some(format) => {
             let mut provenance = provenance;
             if let (Some(c), Some(p)) = (cache, provenance.as_mut()) {
@@ -220,7 +224,7 @@ fn load_or_defer(
                 .decoders
                 .decompress(format, file_buf, unpacked, MAX_MODULE_SIZE)
             {
-                Ok(()) => ModuleData::from_image(unpacked),
+                Ok(()) => ModuleData::from_image_with(unpacked, scan),
                 Err(e) => ModuleData::failed(LoadError::Decompress(e)),
             };
             if big.is_some() {
@@ -250,13 +254,14 @@ const IMAGE_RESERVE: usize = if usize::BITS >= 64 {
 /// Reads and scans a plain module of `len` bytes (`head`: its first bytes) in part,
 /// into `image` (all zero on entry and on return). `None`: read it whole instead
 /// (the plan gave up, or a read failed or came short: the file changed meanwhile,
-/// and the whole read meets it as before).
+/// and the whole read meets it as before). `scan`: the worker's scan lists.
 fn load_sparse(
     file: &File,
     len: u64,
     head: &[u8],
     image: &mut Vec<u8>,
     plan: &mut Plan,
+    scan: &mut ScanBuffers,
 ) -> Option<ModuleData> {
     let n = usize::try_from(len).ok()?;
     if image.len() < n {
@@ -286,7 +291,7 @@ fn load_sparse(
                     break None;
                 }
             }
-            Step::Scan => break Some(ModuleData::from_image(image)),
+            Step::Scan => break Some(ModuleData::from_image_with(image, scan)),
             Step::Full => break None,
         }
     };
@@ -415,7 +420,16 @@ mod tests {
         let mut image = Vec::new();
         let head = &bytes[..sparse::HEAD];
         let mut plan = Plan::new(0);
-        assert!(load_sparse(&file, bytes.len() as u64, head, &mut image, &mut plan).is_none());
+        let mut scan = ScanBuffers::default();
+        assert!(load_sparse(
+            &file,
+            bytes.len() as u64,
+            head,
+            &mut image,
+            &mut plan,
+            &mut scan
+        )
+        .is_none());
         assert!(image.iter().all(|&b| b == 0));
         // What the whole read then gives: the verdict on the file as it is.
         let mut bufs = Buffers::default();
