@@ -233,18 +233,30 @@ impl<'c> ModuleSet<'c> {
     /// bucket), then stably sorted by first appearance in `modules.order` (when given
     /// and not corrupted). An index into it is a module's priority in the indexes.
     pub fn finish(self, order: Option<&[u8]>, diags: &mut Vec<Diag>) -> Vec<Module> {
-        // Names are unique, so the sort below fixes the order whatever the input order.
-        let mut keyed: Vec<(u32, Module)> = self
-            .modules
-            .into_iter()
-            .map(|m| (hash::bucket(&m.name, hash::MODULE_BUCKETS), m))
+        let modules = self.modules;
+        // Positions are sorted, not the modules (a hundred bytes each), which
+        // move once, at the end. Names are unique, so the sort fixes the order
+        // whatever the input order.
+        let mut keyed: Vec<(u32, u32)> = modules
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (hash::bucket(&m.name, hash::MODULE_BUCKETS), i as u32))
             .collect();
-        keyed.sort_unstable_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
-        let mut modules: Vec<Module> = keyed.into_iter().map(|(_, m)| m).collect();
+        let name = |i: u32| {
+            modules
+                .get(i as usize)
+                .map_or(&[][..], |m| m.name.as_slice())
+        };
+        keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| name(a.1).cmp(name(b.1))));
+        let mut order_of: Vec<u32> = keyed.into_iter().map(|(_, i)| i).collect();
         if let Some(text) = order {
-            apply_order(&mut modules, text, diags);
+            apply_order(&modules, &mut order_of, text, diags);
         }
-        modules
+        let mut slots: Vec<Option<Module>> = modules.into_iter().map(Some).collect();
+        order_of
+            .into_iter()
+            .filter_map(|i| slots.get_mut(i as usize).and_then(Option::take))
+            .collect()
     }
 }
 
@@ -269,7 +281,10 @@ fn order_chunks(text: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {
     (1..).zip(crate::builtin::fgets_chunks(text))
 }
 
-fn apply_order(modules: &mut Vec<Module>, text: &[u8], diags: &mut Vec<Diag>) {
+/// Reorders `order_of` (positions in `modules`, in hash order) by first
+/// appearance in `modules.order`, stably: modules missing from it keep their
+/// order, last.
+fn apply_order(modules: &[Module], order_of: &mut Vec<u32>, text: &[u8], diags: &mut Vec<Diag>) {
     for (n, chunk) in order_chunks(text) {
         if !chunk.is_empty() && chunk.last() != Some(&b'\n') {
             diags.push(Diag::OrderCorrupted(n));
@@ -277,40 +292,45 @@ fn apply_order(modules: &mut Vec<Module>, text: &[u8], diags: &mut Vec<Diag>) {
         }
     }
     // Each module's path relative to the directory, without a compression
-    // suffix (`None`: not below it), and their positions by it.
-    let unc: Vec<Option<&[u8]>> = modules
+    // suffix (`None`: not below it), in hash order, and their places by it.
+    let unc: Vec<Option<&[u8]>> = order_of
         .iter()
-        .map(|m| {
+        .map(|&i| {
+            let m = modules.get(i as usize)?;
             m.rel_start
                 .map(|_| names::uncompressed_relpath(m.out_path()))
         })
         .collect();
     let unc_at = |p: u32| unc.get(p as usize).copied().flatten().unwrap_or_default();
-    let mut by_unc = ByteIndex::with_capacity(modules.len());
+    let mut by_unc = ByteIndex::with_capacity(unc.len());
     for (i, u) in unc.iter().enumerate() {
         if let Some(u) = u {
             by_unc.insert(u, i as u32, unc_at);
         }
     }
-    let mut key = alloc::vec![usize::MAX; modules.len()];
-    let mut next = 0;
+    // (first line naming it, or u32::MAX; place in hash order): sorted, the
+    // place breaks ties, which makes the sort stable.
+    let mut key: Vec<(u32, u32)> = (0..unc.len() as u32).map(|p| (u32::MAX, p)).collect();
+    let mut next = 0u32;
     for (_, chunk) in order_chunks(text) {
         let Some(line) = chunk.strip_suffix(b"\n") else {
             continue;
         };
-        // `by_unc` holds indices of `modules`, and `key` has one slot per module.
+        // `by_unc` holds places in `unc`, and `key` has one slot per place.
         if let Some(k) = by_unc
             .get(line, unc_at)
-            .and_then(|i| key.get_mut(i as usize))
+            .and_then(|p| key.get_mut(p as usize))
         {
-            if *k == usize::MAX {
-                *k = next;
+            if k.0 == u32::MAX {
+                k.0 = next;
                 next += 1;
             }
         }
     }
-    // A stable sort: modules missing from `modules.order` keep their order, last.
-    let mut keyed: Vec<(usize, Module)> = key.into_iter().zip(modules.drain(..)).collect();
-    keyed.sort_by_key(|&(k, _)| k);
-    modules.extend(keyed.into_iter().map(|(_, m)| m));
+    key.sort_unstable();
+    let hash_order = core::mem::take(order_of);
+    order_of.extend(
+        key.into_iter()
+            .filter_map(|(_, p)| hash_order.get(p as usize).copied()),
+    );
 }
