@@ -268,6 +268,16 @@ impl File {
         write_all_fd(self.0, bytes)
     }
 
+    /// Another descriptor of the same open file (`dup(2)`).
+    pub fn try_clone(&self) -> Result<File> {
+        // SAFETY: `self.0` is an open descriptor; `dup` makes a new one.
+        let fd = unsafe { libc::dup(self.0) };
+        if fd < 0 {
+            return Err(Errno::last());
+        }
+        Ok(File(fd))
+    }
+
     /// `fsync(2)`.
     pub fn sync_all(&self) -> Result<()> {
         // SAFETY: `self.0` is an open descriptor.

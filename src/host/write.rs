@@ -1,7 +1,8 @@
 //! All-or-nothing output: every file is written to a temp file in the output
-//! directory, its writeback started at once; when all of them are written, each
-//! is fsynced, and only then are they renamed over the old ones, and the
-//! directory is fsynced. A crash, a full disk or a read-only
+//! directory, its writeback started and its `fsync` begun (on a thread of its
+//! own) at once; when all of them are written and synced, and only then, they
+//! are renamed over the old ones, and the directory is fsynced. A crash, a full
+//! disk or a read-only
 //! directory leaves the previous index set intact and no temp file behind.
 //!
 //! The output directory is opened once and everything after that is relative to
@@ -43,7 +44,15 @@ pub struct Staging {
 pub struct Temp {
     name: Vec<u8>,
     file: sys::File,
+    /// Its `fsync`, started as soon as it was written.
+    syncing: Option<Syncing>,
 }
+
+/// An `fsync` on a thread of its own.
+type Syncing = sys::Background<
+    sys::Result<()>,
+    alloc::boxed::Box<dyn FnOnce() -> sys::Result<()> + Send + Sync>,
+>;
 
 /// How much of an output in place [`Staging::holds`] reads at a time.
 const PIECE: usize = 64 << 10;
@@ -123,12 +132,7 @@ impl Staging {
 
     /// `name`'s path, for messages.
     fn path_of(&self, name: &str) -> Vec<u8> {
-        let mut p = self.path.clone();
-        if p.last() != Some(&b'/') {
-            p.push(b'/');
-        }
-        p.extend_from_slice(name.as_bytes());
-        p
+        path_in(&self.path, name)
     }
 
     /// Writes `bytes` to a new temp file for `name` and starts its writeback, to
@@ -147,7 +151,20 @@ impl Staging {
         match file.write_all(bytes) {
             Ok(()) => {
                 file.start_writeback();
-                Ok(Temp { name: tmp, file })
+                // Synced at once, on a thread of its own: what an `fsync` waits
+                // for (the disk taking the file's bytes) then goes on while the
+                // other outputs are made, and the one the renames wait for
+                // after the last output is written is the last output's.
+                let syncing = file.try_clone().ok().map(|f| {
+                    let work: alloc::boxed::Box<dyn FnOnce() -> sys::Result<()> + Send + Sync> =
+                        alloc::boxed::Box::new(move || f.sync_all());
+                    sys::Background::spawn(work)
+                });
+                Ok(Temp {
+                    name: tmp,
+                    file,
+                    syncing,
+                })
             }
             Err(error) => {
                 drop(file);
@@ -164,21 +181,31 @@ impl Staging {
         self.staged.push((Some(tmp), name));
     }
 
-    /// Waits until every adopted temp file is on disk (`fsync` each: their
-    /// writeback began as each was written, so this mostly waits for the last).
-    /// Before [`Staging::commit`]; a failure is a write error of that output.
-    pub fn sync(&self) -> Result<(), WriteError> {
-        for (tmp, name) in &self.staged {
+    /// Waits until every adopted temp file is on disk: for the `fsync` each
+    /// began when it was written ([`Staging::write_temp`]), so this mostly
+    /// waits for the last, or for one made now if that thread could not be
+    /// started. Before [`Staging::commit`]; a failure is a write error of the
+    /// first output that failed.
+    pub fn sync(&mut self) -> Result<(), WriteError> {
+        let mut failed = None;
+        for (tmp, name) in &mut self.staged {
             if let Some(t) = tmp {
-                if let Err(error) = t.file.sync_all() {
-                    return Err(WriteError {
-                        path: self.path_of(name),
+                let synced = match t.syncing.take() {
+                    Some(s) => s.join(),
+                    None => t.file.sync_all(),
+                };
+                if let (Err(error), None) = (synced, &failed) {
+                    failed = Some(WriteError {
+                        path: path_in(&self.path, name),
                         error,
                     });
                 }
             }
         }
-        Ok(())
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     /// Renames every temp file over its target (and sets the times of the files
@@ -234,6 +261,16 @@ impl Staging {
             }
         }
     }
+}
+
+/// The path of output `name` in the directory at `dir` (for messages).
+fn path_in(dir: &[u8], name: &str) -> Vec<u8> {
+    let mut p = dir.to_vec();
+    if p.last() != Some(&b'/') {
+        p.push(b'/');
+    }
+    p.extend_from_slice(name.as_bytes());
+    p
 }
 
 /// The mode outputs are created with, as kmod's (less the umask).
