@@ -223,24 +223,7 @@ impl Outputs<'_, '_> {
     }
 
     fn alias_bin(&self, diags: &mut Vec<Diag>) -> Trie {
-        let mut trie = self.new_trie();
-        let mut key = Vec::new();
-        for (i, (m, d)) in self.modules.iter().zip(self.data).enumerate() {
-            for a in d.info(InfoKey::Alias) {
-                if !normalize_into(a, &mut key) {
-                    diags.push(Diag::UnmatchedBracket(a.to_vec()));
-                    continue;
-                }
-                match trie.insert(&key, &m.name, i as u32) {
-                    Ok(true) if self.warn_duplicates => {
-                        diags.push(Diag::DuplicateAlias(key.clone(), m.name.clone()))
-                    }
-                    Ok(_) => {}
-                    Err(_) => diags.push(Diag::NonAsciiAlias(i as u32, a.to_vec())),
-                }
-            }
-        }
-        trie
+        alias_index(self.modules, self.data, self.warn_duplicates, diags)
     }
 
     fn info_lines(&self, out: &mut impl Sink, key: InfoKey, header: &[u8], word: &[u8]) {
@@ -400,4 +383,38 @@ fn scan_u(mut s: &[u8]) -> Option<(u32, &[u8])> {
         v
     };
     Some((v as u32, rest))
+}
+
+/// `modules.alias.bin`'s insertions: each module's aliases, normalised as
+/// libkmod looks them up, under its position. Needs no dependency, so the host
+/// makes it while it resolves (the index with the most insertions).
+/// `warn_duplicates`: `-w`, which reports an alias a module gives twice.
+pub fn alias_index(
+    modules: &[Module],
+    data: &[ModuleData],
+    warn_duplicates: bool,
+    diags: &mut Vec<Diag>,
+) -> Trie {
+    let mut trie = if warn_duplicates {
+        Trie::checking_duplicates()
+    } else {
+        Trie::new()
+    };
+    let mut key = Vec::new();
+    for (i, (m, d)) in modules.iter().zip(data).enumerate() {
+        for a in d.info(InfoKey::Alias) {
+            if !normalize_into(a, &mut key) {
+                diags.push(Diag::UnmatchedBracket(a.to_vec()));
+                continue;
+            }
+            match trie.insert(&key, &m.name, i as u32) {
+                Ok(true) if warn_duplicates => {
+                    diags.push(Diag::DuplicateAlias(key.clone(), m.name.clone()))
+                }
+                Ok(_) => {}
+                Err(_) => diags.push(Diag::NonAsciiAlias(i as u32, a.to_vec())),
+            }
+        }
+    }
+    trie
 }

@@ -359,9 +359,22 @@ fn run_with_context(
     };
     // Nothing read: the cache files hold every record of this run already.
     let all_from_cache = counts[1] + counts[2] == 0;
-    let symbols = resolve::symbol_table(&data, &kernel_syms, &ropts, &mut diags);
-    let parts = direct_deps_on_all_cores(&data, &symbols, &ropts);
-    let resolved = resolve::order(symbols, parts, &mut diags);
+    // `modules.alias.bin`'s insertions need no dependency: made meanwhile, on
+    // the core that making the symbol table and ordering leave idle.
+    let (alias_index, resolved) = sys::join(
+        || {
+            (!opts.dry_run).then(|| {
+                let mut said = Vec::new();
+                let trie = crate::output::alias_index(&modules, &data, opts.warn, &mut said);
+                (trie, said)
+            })
+        },
+        || {
+            let symbols = resolve::symbol_table(&data, &kernel_syms, &ropts, &mut diags);
+            let parts = direct_deps_on_all_cores(&data, &symbols, &ropts);
+            resolve::order(symbols, parts, &mut diags)
+        },
+    );
     for d in diags.drain(..) {
         report.diag(&d, &ctx);
     }
@@ -382,6 +395,7 @@ fn run_with_context(
         dry_run: opts.dry_run,
         umask,
         note: note.as_ref(),
+        alias_index: alias_index.as_ref(),
     };
     let write = || produce::write_outputs(&outputs, dir, &to, report, &ctx);
     let status = match &cache_file {

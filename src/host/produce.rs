@@ -24,10 +24,11 @@ use crate::made_indexes::{MadeIndex, MadeIndexes};
 use crate::output::{OutputFile, Outputs};
 
 /// One output, made: a text file's bytes, or an index's insertions, not yet
-/// laid out.
-enum Made {
+/// laid out (made here, or before: [`Destination::alias_index`]).
+enum Made<'p> {
     Bytes(Vec<u8>),
     Index(Trie),
+    Premade(&'p Trie),
 }
 
 /// What to say about one output, in kmod's order.
@@ -53,11 +54,20 @@ struct Done {
     noted: Option<MadeIndex<'static>>,
 }
 
-fn make(file: OutputFile, outputs: &Outputs<'_, '_>, dir: &[u8]) -> (Said, Made) {
+fn make<'p>(
+    file: OutputFile,
+    outputs: &Outputs<'_, '_>,
+    dir: &[u8],
+    alias_index: Option<&'p (Trie, Vec<Diag>)>,
+) -> (Said, Made<'p>) {
     let mut said = Said {
         missing_input: None,
         diags: Vec::new(),
     };
+    if let (OutputFile::AliasBin, Some((trie, diags))) = (file, alias_index) {
+        said.diags = diags.clone();
+        return (said, Made::Premade(trie));
+    }
     let input = match file {
         OutputFile::BuiltinBin => Some("modules.builtin"),
         OutputFile::BuiltinAliasBin => Some("modules.builtin.modinfo"),
@@ -92,7 +102,7 @@ fn make(file: OutputFile, outputs: &Outputs<'_, '_>, dir: &[u8]) -> (Said, Made)
 /// (only with the cache's `note`), otherwise writes a temp file.
 fn place(
     file: OutputFile,
-    made: Made,
+    made: Made<'_>,
     staging: &write::Staging,
     note: Option<&MadeIndexes<'_>>,
 ) -> (
@@ -124,38 +134,55 @@ fn place(
                 false => (write(&bytes), None),
             }
         }
-        Made::Index(trie) => {
-            let mut bytes = Vec::new();
-            let Some(note) = note else {
-                trie.write(&mut bytes);
-                return (write(&bytes), None);
-            };
-            let made_from = trie.fingerprint();
-            if let Some(known) = note.find(name.as_bytes(), &made_from) {
-                let mut content = Fingerprint::default();
-                let in_place = staging.holds(name, known.size, |piece| {
-                    content.update(piece);
-                    true
-                }) && content.finish() == known.content;
-                if in_place {
-                    let noted = MadeIndex {
-                        name: name.as_bytes(),
-                        ..*known
-                    };
-                    return (Ok(Placed::Kept), Some(noted));
-                }
-            }
-            trie.write(&mut bytes);
-            drop(trie);
+        Made::Index(trie) => place_index(name, &trie, staging, note),
+        Made::Premade(trie) => place_index(name, trie, staging, note),
+    }
+}
+
+/// [`place`] of an index: kept in place when the note says the file there is
+/// what these insertions make, otherwise laid out and written.
+fn place_index(
+    name: &'static str,
+    trie: &Trie,
+    staging: &write::Staging,
+    note: Option<&MadeIndexes<'_>>,
+) -> (
+    Result<Placed, write::WriteError>,
+    Option<MadeIndex<'static>>,
+) {
+    let write = |bytes: &[u8]| {
+        staging
+            .write_temp(name, bytes)
+            .map(|tmp| Placed::Written(Some(tmp)))
+    };
+    let mut bytes = Vec::new();
+    let Some(note) = note else {
+        trie.write(&mut bytes);
+        return (write(&bytes), None);
+    };
+    let made_from = trie.fingerprint();
+    if let Some(known) = note.find(name.as_bytes(), &made_from) {
+        let mut content = Fingerprint::default();
+        let in_place = staging.holds(name, known.size, |piece| {
+            content.update(piece);
+            true
+        }) && content.finish() == known.content;
+        if in_place {
             let noted = MadeIndex {
                 name: name.as_bytes(),
-                made_from,
-                size: bytes.len() as u64,
-                content: Fingerprint::of(&bytes),
+                ..*known
             };
-            (write(&bytes), Some(noted))
+            return (Ok(Placed::Kept), Some(noted));
         }
     }
+    trie.write(&mut bytes);
+    let noted = MadeIndex {
+        name: name.as_bytes(),
+        made_from,
+        size: bytes.len() as u64,
+        content: Fingerprint::of(&bytes),
+    };
+    (write(&bytes), Some(noted))
 }
 
 /// Makes every output, on all cores, each put in place by the thread that made
@@ -166,13 +193,14 @@ fn produce_all(
     outputs: &Outputs<'_, '_>,
     dir: &[u8],
     staging: &write::Staging,
-    note: Option<&MadeIndexes<'_>>,
+    to: &Destination<'_>,
 ) -> Vec<Done> {
+    let note = to.note;
     use core::sync::atomic::{AtomicUsize, Ordering};
     let files = OutputFile::ALL;
     // One output made and put in place; its bytes are freed once they are.
     let make = |file: OutputFile| {
-        let (said, made) = make(file, outputs, dir);
+        let (said, made) = make(file, outputs, dir, to.alias_index);
         let (placed, noted) = place(file, made, staging, note);
         Done {
             said,
@@ -238,6 +266,9 @@ pub(super) struct Destination<'a> {
     /// With the module cache: its note of the indexes made last time (possibly
     /// empty). `None` without the cache: every output is written anew.
     pub note: Option<&'a MadeIndexes<'a>>,
+    /// `modules.alias.bin`'s insertions and what making them had to say, if
+    /// they were made already (`output::alias_index`, while resolving).
+    pub alias_index: Option<&'a (Trie, Vec<Diag>)>,
 }
 
 /// Makes and writes every output; the exit status, and (with the cache, on
@@ -280,7 +311,7 @@ pub(super) fn write_outputs(
         Ok(s) => s,
         Err(e) => return fatal(b"could not open directory ", e),
     };
-    let mut done = produce_all(outputs, dir, &staging, to.note);
+    let mut done = produce_all(outputs, dir, &staging, to);
     // Every temp file written is the staging's from now on, so that whatever
     // happens next, none is left behind; kept files are taken in the same order.
     for (file, d) in OutputFile::ALL.into_iter().zip(&mut done) {
