@@ -1077,6 +1077,16 @@ pub struct Background<T: Send + 'static, F: FnOnce() -> T + Send + 'static> {
     tid: Option<libc::pthread_t>,
 }
 
+// SAFETY: what a `Background` holds is the boxed task, which only the started
+// thread uses until it is joined, and that thread's id, which is only ever
+// used to join it (`join` takes the value, `wait` a unique borrow); POSIX lets
+// any thread join another, so the owner may be any thread (on musl the id is a
+// pointer, which alone kept this from being `Send`). `T` and `F` are `Send`.
+unsafe impl<T: Send + 'static, F: FnOnce() -> T + Send + 'static> Send for Background<T, F> {}
+
+// SAFETY: a shared `&Background` can do nothing (no method takes `&self`).
+unsafe impl<T: Send + 'static, F: FnOnce() -> T + Send + 'static> Sync for Background<T, F> {}
+
 impl<T: Send + 'static, F: FnOnce() -> T + Send + 'static> Background<T, F> {
     /// Starts `work` on another thread (or, when none can be started, runs it
     /// now).

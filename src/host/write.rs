@@ -49,10 +49,8 @@ pub struct Temp {
 }
 
 /// An `fsync` on a thread of its own.
-type Syncing = sys::Background<
-    sys::Result<()>,
-    alloc::boxed::Box<dyn FnOnce() -> sys::Result<()> + Send + Sync>,
->;
+type Syncing =
+    sys::Background<sys::Result<()>, alloc::boxed::Box<dyn FnOnce() -> sys::Result<()> + Send>>;
 
 /// How much of an output in place [`Staging::holds`] reads at a time.
 const PIECE: usize = 64 << 10;
@@ -156,7 +154,7 @@ impl Staging {
                 // other outputs are made, and the one the renames wait for
                 // after the last output is written is the last output's.
                 let syncing = file.try_clone().ok().map(|f| {
-                    let work: alloc::boxed::Box<dyn FnOnce() -> sys::Result<()> + Send + Sync> =
+                    let work: alloc::boxed::Box<dyn FnOnce() -> sys::Result<()> + Send> =
                         alloc::boxed::Box::new(move || f.sync_all());
                     sys::Background::spawn(work)
                 });
