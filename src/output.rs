@@ -163,11 +163,7 @@ impl Outputs<'_, '_> {
 
     /// An index that tells repeated entries apart only where `-w` reports them.
     fn new_trie(&self) -> Trie {
-        if self.warn_duplicates {
-            Trie::checking_duplicates()
-        } else {
-            Trie::new()
-        }
+        new_trie(self.warn_duplicates)
     }
 
     /// A module's aliases, less those left out.
@@ -385,6 +381,16 @@ fn scan_u(mut s: &[u8]) -> Option<(u32, &[u8])> {
     Some((v as u32, rest))
 }
 
+/// An index that tells repeated entries apart only where `-w`
+/// (`warn_duplicates`) reports them.
+fn new_trie(warn_duplicates: bool) -> Trie {
+    if warn_duplicates {
+        Trie::checking_duplicates()
+    } else {
+        Trie::new()
+    }
+}
+
 /// `modules.alias.bin`'s insertions: each module's aliases, normalised as
 /// libkmod looks them up, under its position. Needs no dependency, so the host
 /// makes it while it resolves (the index with the most insertions).
@@ -395,11 +401,7 @@ pub fn alias_index(
     warn_duplicates: bool,
     diags: &mut Vec<Diag>,
 ) -> Trie {
-    let mut trie = if warn_duplicates {
-        Trie::checking_duplicates()
-    } else {
-        Trie::new()
-    };
+    let mut trie = new_trie(warn_duplicates);
     let mut key = Vec::new();
     for (i, (m, d)) in modules.iter().zip(data).enumerate() {
         for a in d.info(InfoKey::Alias) {

@@ -24,6 +24,17 @@ pub enum InfoKey {
     Weakdep,
 }
 
+impl InfoKey {
+    /// The key's byte in a module's record (see [`Body`]).
+    fn tag(self) -> u8 {
+        match self {
+            InfoKey::Alias => 0,
+            InfoKey::Softdep => 1,
+            InfoKey::Weakdep => 2,
+        }
+    }
+}
+
 /// A symbol the module exports.
 #[derive(Clone, Copy, Debug)]
 pub struct Export<'a> {
@@ -561,9 +572,9 @@ impl Layout {
         let at = |r: &Reader<'_>| body.len() - r.0.len();
         let arena_len = r.bytes()?.len();
         let arena = (at(&r) - arena_len, arena_len);
+        // Each entry given here is at least eight bytes long.
         let span_ok = |e: &[u8]| -> Option<()> {
-            let s = u32::from_le_bytes(e.get(..4)?.try_into().ok()?) as usize;
-            let t = u32::from_le_bytes(e.get(4..8)?.try_into().ok()?) as usize;
+            let (s, t) = (le32(e, 0) as usize, le32(e, 4) as usize);
             (s <= t && t <= arena_len).then_some(())
         };
         let n = r.count(MODINFO_ENTRY)?;
@@ -705,11 +716,7 @@ impl ModuleData {
         let modinfo = (w.0.len() + 4, scan.modinfo.len());
         w.u32(scan.modinfo.len() as u32);
         for &(k, v) in &scan.modinfo {
-            w.u8(match k {
-                InfoKey::Alias => 0,
-                InfoKey::Softdep => 1,
-                InfoKey::Weakdep => 2,
-            });
+            w.u8(k.tag());
             span(&mut w, v.len());
         }
         let exports_at = (w.0.len() + 4, exports.len());
@@ -768,11 +775,7 @@ impl ModuleData {
 
     /// Modinfo values with key `key`, in section order.
     pub fn info(&self, key: InfoKey) -> impl Iterator<Item = &[u8]> {
-        let tag = match key {
-            InfoKey::Alias => 0,
-            InfoKey::Softdep => 1,
-            InfoKey::Weakdep => 2,
-        };
+        let tag = key.tag();
         self.entries(self.layout.modinfo, MODINFO_ENTRY)
             .filter(move |e| e.first() == Some(&tag))
             .map(|e| self.name(e.get(1..).unwrap_or_default()))
@@ -820,8 +823,7 @@ impl ModuleData {
     /// Reads back a record [`Self::encode`] wrote (copied); `None` unless `bytes`
     /// is exactly one well-formed record (every span inside the arena).
     pub fn decode(bytes: &[u8]) -> Option<ModuleData> {
-        let (error, body) = Self::split_record(bytes)?;
-        let layout = Layout::check(body)?;
+        let (error, body, layout) = Self::check_record(bytes)?;
         Some(ModuleData {
             body: Some(Body::Owned(body.to_vec())),
             layout,
@@ -832,9 +834,7 @@ impl ModuleData {
     /// [`Self::decode`] of the record at `range` of `file` (a cache file's bytes),
     /// used where it lies: the module data shares the file's buffer.
     pub fn decode_shared(file: &Arc<Vec<u8>>, range: Range<usize>) -> Option<ModuleData> {
-        let record = file.get(range.clone())?;
-        let (error, body) = Self::split_record(record)?;
-        let layout = Layout::check(body)?;
+        let (error, body, layout) = Self::check_record(file.get(range.clone())?)?;
         let start = range.end - body.len();
         Some(ModuleData {
             body: Some(Body::Shared(file.clone(), start..range.end)),
@@ -843,8 +843,9 @@ impl ModuleData {
         })
     }
 
-    /// A record's error tag, and the body after it.
-    fn split_record(bytes: &[u8]) -> Option<(Option<LoadError>, &[u8])> {
+    /// A record's error tag, the body after it, and where the body's parts are
+    /// ([`Layout::check`]).
+    fn check_record(bytes: &[u8]) -> Option<(Option<LoadError>, &[u8], Layout)> {
         use crate::decompress::Error as D;
         let mut r = Reader(bytes);
         let error = match r.u8()? {
@@ -863,7 +864,7 @@ impl ModuleData {
             }
             _ => return None,
         };
-        Some((error, r.0))
+        Some((error, r.0, Layout::check(r.0)?))
     }
 }
 

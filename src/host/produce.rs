@@ -110,11 +110,6 @@ fn place(
     Option<MadeIndex<'static>>,
 ) {
     let name = file.name();
-    let write = |bytes: &[u8]| {
-        staging
-            .write_temp(name, bytes)
-            .map(|tmp| Placed::Written(Some(tmp)))
-    };
     match made {
         Made::Bytes(bytes) => {
             let in_place = note.is_some() && {
@@ -131,7 +126,7 @@ fn place(
             };
             match in_place {
                 true => (Ok(Placed::Kept), None),
-                false => (write(&bytes), None),
+                false => (write_new(staging, name, &bytes), None),
             }
         }
         Made::Index(trie) => place_index(name, &trie, staging, note),
@@ -150,15 +145,10 @@ fn place_index(
     Result<Placed, write::WriteError>,
     Option<MadeIndex<'static>>,
 ) {
-    let write = |bytes: &[u8]| {
-        staging
-            .write_temp(name, bytes)
-            .map(|tmp| Placed::Written(Some(tmp)))
-    };
     let mut bytes = Vec::new();
     let Some(note) = note else {
         trie.write(&mut bytes);
-        return (write(&bytes), None);
+        return (write_new(staging, name, &bytes), None);
     };
     let made_from = trie.fingerprint();
     if let Some(known) = note.find(name.as_bytes(), &made_from) {
@@ -182,7 +172,18 @@ fn place_index(
         size: bytes.len() as u64,
         content: Fingerprint::of(&bytes),
     };
-    (write(&bytes), Some(noted))
+    (write_new(staging, name, &bytes), Some(noted))
+}
+
+/// Writes output `name` anew (its temp file, for the staging to take).
+fn write_new(
+    staging: &write::Staging,
+    name: &'static str,
+    bytes: &[u8],
+) -> Result<Placed, write::WriteError> {
+    staging
+        .write_temp(name, bytes)
+        .map(|tmp| Placed::Written(Some(tmp)))
 }
 
 /// Makes every output, on all cores, each put in place by the thread that made
